@@ -404,8 +404,19 @@ function fillBits(k: Key, n: number, out: Uint32Array): void {
   }
 }
 
+/** The counts for which `split` returns a tuple type. */
+type TupleCount = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 | 12 | 13 | 14 | 15 | 16;
 /**
- * `split(k: Key, n = 2) -> Key[]`
+ * `n` keys: a tuple when `n` is a literal from 1 to 16 (`split(k, 3)` is `[Key, Key, Key]`),
+ * else `Key[]`.
+ */
+export type Keys<N extends number> = N extends TupleCount ? KeyTuple<N, []> : Key[];
+type KeyTuple<N extends number, T extends Key[]> = T['length'] extends N
+  ? T
+  : KeyTuple<N, [...T, Key]>;
+
+/**
+ * `split(k: Key, n = 2) -> Key[]` (a tuple `[Key, Key, Key]` for a literal `n`, e.g. `split(k, 3)`)
  *
  * `n` new keys, as `jax.random.split(k, n)` in partitionable mode: key `i` is
  * `threefry2x32(k, [0, i])`, so `split(k, n)[i]` equals `foldIn(k, i)` and the first `m` keys do
@@ -418,6 +429,8 @@ function fillBits(k: Key, n: number, out: Uint32Array): void {
  * const keys = split(k1, 5);
  * ```
  */
+export function split(k: Key): [Key, Key];
+export function split<N extends number>(k: Key, n: N): Keys<N>;
 export function split(k: Key, n: number = 2): Key[] {
   const kk = assertKey(k, 'split');
   const count = checkCount(n, 'split', 1);

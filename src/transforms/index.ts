@@ -4,6 +4,7 @@ export {
   softmaxCrossEntropy,
   gaussianNll,
   type Likelihood,
+  type NoisyLikelihood,
   type GaussianNoiseParams,
 } from './likelihoods';
 export {

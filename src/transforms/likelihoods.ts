@@ -21,6 +21,12 @@ export interface Likelihood<LP extends ParamTree = ParamTree> {
   noiseStd?(params: LP): tf.Scalar;
 }
 
+/** A likelihood with an observation-noise scale (`gaussianNll`): `noiseStd` is always there. */
+export interface NoisyLikelihood<LP extends ParamTree = ParamTree> extends Likelihood<LP> {
+  /** The observation-noise standard deviation. */
+  noiseStd(params: LP): tf.Scalar;
+}
+
 type Empty = Readonly<Record<string, never>>;
 
 function checkTrailing(
@@ -108,7 +114,9 @@ export type GaussianNoiseParams = {
  * const params = { model: model.init(k, [-1, 1]).params, likelihood: lik.init() };
  * ```
  */
-export function gaussianNll(options: { initStd?: number } = {}): Likelihood<GaussianNoiseParams> {
+export function gaussianNll(
+  options: { initStd?: number } = {},
+): NoisyLikelihood<GaussianNoiseParams> {
   const initStd = options.initStd ?? 1;
   validate('gaussianNll', [knownKeys(options, ['initStd']), positive('initStd', initStd)]);
   const rho0 = inverseSoftplus(initStd);
