@@ -57,10 +57,7 @@ async function benchCase(
     model: model.init(random.foldIn(k, 0), [-1, c.inF]).params,
     likelihood: lik.init(),
   };
-  let state: transforms.TrainState<
-    transforms.ElboParams<ParamTree, transforms.GaussianNoiseParams>,
-    optim.AdamState
-  > = { params, optState: opt.init(params), step: 0 };
+  let state = { params, optState: opt.init(params), step: 0 };
   const step = transforms.trainStep(transforms.elbo(model, lik, { numSamples: c.samples }), opt);
   const time = (n: number, f: (i: number) => void): number => {
     for (let i = 0; i < 3; i++) f(1000 + i);

@@ -1,22 +1,37 @@
 /**
- * The machinery every Bayesian layer shares: options and defaults, the diagonal Gaussian posterior
- * of one weight tensor, its sampling (single and batched over posterior samples), and its KL term.
+ * The Bayesian layer core: the options every Bayesian layer shares and their defaults, the
+ * sampling and KL term of one weight's diagonal Gaussian posterior (single and batched over
+ * posterior samples, built on `params/distributions`), and `bayesianLayer`, the builder that every
+ * Bayesian layer (linear, conv1d/2d/3d, LSTM, GRU, embedding) is written with.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import {
-  logSoftplus,
+  gaussianInit,
+  gaussianLogProbAtNoise,
+  gaussianReparam,
   scaleMixturePrior,
   toPrior,
   type CustomPrior,
   type GaussianParams,
   type Prior,
 } from '../params/distributions';
-import { foldIn, normal, normalArray, split, type Key } from '../params/random';
-import { type Check, check, finite, inRange, isBool, oneOf, positive } from './config';
+import { foldIn, normalArray, type Key } from '../params/random';
+import { freeze as freezeTree, type ParamTree } from '../params/tree';
+import {
+  type Check,
+  check,
+  finite,
+  inRange,
+  isBool,
+  knownKeys,
+  oneOf,
+  positive,
+  validate,
+} from './config';
 import { MissingKeyError, ParamError, ShapeError, fmtShape } from './errors';
-import { freeze as freezeTree } from '../params/tree';
-import type { Applied, ApplyCtx, AppliedBatched, BatchCtx, NoiseFn, Shape } from './types';
+import { perSample, zeroKl, type BatchCtx, type BatchRule } from './batching';
+import type { Applied, ApplyCtx, Layer, NoiseFn, Shape } from './types';
 
 /**
  * The options every Bayesian layer takes (the reference's `prior_sigma_1`, `prior_sigma_2`,
@@ -168,23 +183,6 @@ export function resolvedConfig(r: ResolvedBayesian): Record<string, unknown> {
   };
 }
 
-/**
- * `initGaussian(key, shape, muInit, rhoInit) -> { mu, rho }`: `mu ~ N(muInit, 0.1)` and
- * `rho ~ N(rhoInit, 0.1)`, from `split(key)` (mu from the first key, rho from the second).
- */
-export function initGaussian(
-  key: Key,
-  shape: Shape,
-  muInit: number,
-  rhoInit: number,
-): GaussianParams {
-  const [kMu, kRho] = split(key, 2) as [Key, Key];
-  return tidy(() => ({
-    mu: tf.add(tf.mul(normal(kMu, shape), BAYESIAN_DEFAULTS.initStd), muInit),
-    rho: tf.add(tf.mul(normal(kRho, shape), BAYESIAN_DEFAULTS.initStd), rhoInit),
-  }));
-}
-
 /** `resolveMode(ctx, freeze) -> 'sample' | 'mean'`: the context decides, else the layer's freeze. */
 export function resolveMode(
   ctx: { mode?: 'sample' | 'mean' } | undefined,
@@ -195,6 +193,10 @@ export function resolveMode(
 
 /** `joinPath(a, b)`: dotted path join. */
 export const joinPath = (a: string | undefined, b: string): string => (a ? `${a}.${b}` : b);
+
+/** `ctxPath(ctx, name)`: the layer's path for errors (its own name when used alone). */
+export const ctxPath = (ctx: { readonly path?: string } | undefined, name: string): string =>
+  ctx?.path ?? name;
 
 /** Checks a `{ mu, rho }` leaf pair at `path` against the expected shape. */
 export function checkGaussian(p: unknown, path: string, shape: Shape): GaussianParams {
@@ -228,11 +230,13 @@ function describeLeaf(p: unknown): string {
   return String(p);
 }
 
-const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
+// ---------------------------------------------------------------------------------------------
+// One weight: its posterior sample and KL term (single, and batched over S posterior samples).
 
-function noiseFor(noise: NoiseFn | undefined, path: string, shape: Shape): tf.Tensor | undefined {
-  const eps = noise?.(path, shape);
-  if (eps === undefined) return undefined;
+/** Which part of a weight is in the KL term: all of it, none, or all but some rows (axis 0). */
+export type KlSelection = boolean | { readonly excludeRows: readonly number[] };
+
+function checkedNoise(eps: unknown, path: string, shape: Shape): tf.Tensor {
   if (!(eps instanceof tf.Tensor) || eps.shape.join(',') !== shape.join(',')) {
     throw new ShapeError(
       path,
@@ -242,19 +246,90 @@ function noiseFor(noise: NoiseFn | undefined, path: string, shape: Shape): tf.Te
   return eps;
 }
 
-function sumOfSquares(a: Float32Array, from: number, to: number): number {
+/** The rows of axis 0 that stay in the KL, and a 0/1 mask of the weight's shape. */
+interface RowSelection {
+  readonly kept: Int32Array;
+  readonly rowSize: number;
+  readonly excluded: ReadonlySet<number>;
+}
+
+function rowSelection(shape: Shape, sel: KlSelection | undefined): RowSelection | undefined {
+  if (sel === undefined || typeof sel === 'boolean' || sel.excludeRows.length === 0) {
+    return undefined;
+  }
+  const rows = shape[0] as number;
+  const excluded = new Set(sel.excludeRows);
+  const kept = Int32Array.from({ length: rows }, (_, i) => i).filter((i) => !excluded.has(i));
+  return { kept, rowSize: shape.slice(1).reduce((a, b) => a * b, 1), excluded };
+}
+
+/** `[...shape]` (or `[S, ...shape]`): 1 on the kept rows, 0 on the excluded ones (JS-built). */
+function rowMask(shape: Shape, rs: RowSelection, S?: number): tf.Tensor {
+  const rows = shape[0] as number;
+  const m = new Float32Array(rows * rs.rowSize).fill(1);
+  for (const r of rs.excluded) m.fill(0, r * rs.rowSize, (r + 1) * rs.rowSize);
+  if (S === undefined) return tf.tensor(m, shape as number[], 'float32');
+  const all = new Float32Array(S * m.length);
+  for (let s = 0; s < S; s++) all.set(m, s * m.length);
+  return tf.tensor(all, [S, ...shape], 'float32');
+}
+
+function sumOfSquares(a: Float32Array, from: number, to: number, rs?: RowSelection): number {
   let s = 0;
-  for (let i = from; i < to; i++) s += (a[i] as number) * (a[i] as number);
+  if (!rs) {
+    for (let i = from; i < to; i++) s += (a[i] as number) * (a[i] as number);
+    return s;
+  }
+  for (const r of rs.kept) {
+    const o = from + r * rs.rowSize;
+    for (let i = o; i < o + rs.rowSize; i++) s += (a[i] as number) * (a[i] as number);
+  }
   return s;
 }
 
 /**
- * `sampleWeight(post, key, path, r, noise?) -> { w, kl }`: one posterior sample
- * `w = mu + softplus(rho) * eps`, `eps ~ N(0, I)` from `key` (or from `noise(path, shape)`), and
- * its KL term: the closed form, or `log q(w) - log p(w)` where
- * `log q(w) = -sum(log sigma) - sum(eps^2) / 2 - n log(2 pi) / 2` (the standardised residual is
- * exactly `eps`, so this equals `log N(w; mu, sigma)` with the same gradient; `sum(eps^2)` is
- * a constant computed in JS from the noise).
+ * `klTerm(post, w, logSigma, sumEps2, r, rs, S?) -> kl`: the KL term of one weight at its sample
+ * `w` (`[...shape]`, or `[S, ...shape]` with `S` given, then the result is `[S]`): the prior's
+ * closed form, or the Monte Carlo estimate `log q(w) - log p(w)` with `log q` from the noise
+ * (`gaussianLogProbAtNoise`); `rs` leaves rows out.
+ */
+function klTerm(
+  post: GaussianParams,
+  w: tf.Tensor,
+  logSigma: tf.Tensor,
+  sumEps2: number | tf.Tensor,
+  r: ResolvedBayesian,
+  rs: RowSelection | undefined,
+  S?: number,
+): tf.Tensor {
+  const shape = post.mu.shape;
+  const keptRows = (t: tf.Tensor): tf.Tensor => tf.gather(t, tf.tensor1d(rs?.kept ?? [], 'int32'));
+  if (r.kl === 'closed' && r.prior.klFrom) {
+    const kl = r.prior.klFrom(rs ? { mu: keptRows(post.mu), rho: keptRows(post.rho) } : post);
+    return S === undefined ? kl : tf.tile(tf.reshape(kl, [1]), [S]);
+  }
+  const n = rs ? rs.kept.length * rs.rowSize : post.mu.size;
+  const sumLogSigma = rs ? tf.sum(tf.mul(logSigma, rowMask(shape, rs))) : tf.sum(logSigma);
+  const logQ = gaussianLogProbAtNoise(sumLogSigma, sumEps2, n);
+  let logP: tf.Tensor;
+  if (S === undefined) {
+    if (!rs) logP = r.prior.logProb(w);
+    else if (r.prior.logDensity) logP = tf.sum(tf.mul(r.prior.logDensity(w), rowMask(shape, rs)));
+    else logP = r.prior.logProb(keptRows(w));
+  } else if (r.prior.logDensity) {
+    const dens = r.prior.logDensity(w);
+    logP = tf.sum(tf.reshape(rs ? tf.mul(dens, rowMask(shape, rs, S)) : dens, [S, -1]), 1);
+  } else {
+    logP = tf.stack(tf.unstack(w).map((ws) => r.prior.logProb(rs ? keptRows(ws) : ws)));
+  }
+  return tf.sub(logQ, logP);
+}
+
+/**
+ * `sampleWeight(post, key, path, r, noise?, computeKl?, sample?, kl?) -> { w, kl }`: one
+ * posterior sample `w = mu + softplus(rho) * eps` (`gaussianReparam`), `eps ~ N(0, I)` from `key`
+ * (or from `noise(path, shape, sample)`), and its KL term (closed form, or `log q(w) - log p(w)`
+ * with `log q` from the noise: `sum(eps^2)` is a constant computed in JS from the noise).
  */
 export function sampleWeight(
   post: GaussianParams,
@@ -263,36 +338,43 @@ export function sampleWeight(
   r: ResolvedBayesian,
   noise?: NoiseFn,
   computeKl = true,
+  sample = 0,
+  kl: KlSelection = true,
 ): { w: tf.Tensor; kl: tf.Scalar } {
   return tidy(() => {
     const shape = post.mu.shape;
     const n = post.mu.size;
-    let eps = noiseFor(noise, path, shape);
+    const rs = rowSelection(shape, kl);
+    const given = noise?.(path, shape, sample);
+    let eps: tf.Tensor;
     // sum(eps^2), read only where the Monte Carlo KL needs it (a substituted noise would cost a
     // read-back from the device otherwise)
     let sumEps2: () => number;
-    if (eps === undefined) {
+    if (given === undefined) {
       if (key === undefined) throw new MissingKeyError(path, 'sampling this weight');
       const buf = normalArray(key, n);
-      sumEps2 = () => sumOfSquares(buf, 0, n);
+      sumEps2 = () => sumOfSquares(buf, 0, n, rs);
       eps = tf.tensor(buf, shape, 'float32');
     } else {
-      const given = eps;
-      sumEps2 = () => tidy(() => tf.sum(tf.square(given)).dataSync()[0] as number);
+      const e = checkedNoise(given, path, shape);
+      eps = e;
+      sumEps2 = () =>
+        tidy(
+          () => tf.sum(tf.square(rs ? tf.mul(e, rowMask(shape, rs)) : e)).dataSync()[0] as number,
+        );
     }
-    const logSigma = logSoftplus(post.rho);
-    const w = tf.add(post.mu, tf.mul(tf.exp(logSigma), eps));
-    if (!computeKl) return { w, kl: tf.scalar(0) };
-    if (r.kl === 'closed' && r.prior.klFrom) return { w, kl: r.prior.klFrom(post) };
-    const negLogQ = tf.add(tf.sum(logSigma), 0.5 * sumEps2() + n * HALF_LOG_2PI);
-    return { w, kl: tf.neg(tf.add(negLogQ, r.prior.logProb(w))) as tf.Scalar };
+    const { w, logSigma } = gaussianReparam(post, eps);
+    if (!computeKl || kl === false) return { w, kl: tf.scalar(0) };
+    const needsEps = !(r.kl === 'closed' && r.prior.klFrom);
+    return { w, kl: klTerm(post, w, logSigma, needsEps ? sumEps2() : 0, r, rs) as tf.Scalar };
   });
 }
 
 /**
- * `sampleWeightBatched(post, keys, S, path, r, noise?) -> { w: [S, ...], kl: [S] }`: `S`
- * posterior samples at once; sample `s` draws its noise from `keys[s]` exactly as `sampleWeight`
- * would, and all the noise is uploaded in one tensor.
+ * `sampleWeightBatched(post, keys, S, path, r, noise?, computeKl?, kl?) -> { w: [S, ...], kl: [S] }`:
+ * `S` posterior samples at once; sample `s` draws its noise from `keys[s]` (or
+ * `noise(path, shape, s)`) exactly as `sampleWeight` would, and all the noise is uploaded in one
+ * tensor.
  */
 export function sampleWeightBatched(
   post: GaussianParams,
@@ -302,205 +384,405 @@ export function sampleWeightBatched(
   r: ResolvedBayesian,
   noise?: NoiseFn,
   computeKl = true,
+  kl: KlSelection = true,
 ): { w: tf.Tensor; kl: tf.Tensor1D } {
   return tidy(() => {
     const shape = post.mu.shape;
     const S = numSamples;
     const n = post.mu.size;
-    let eps = noiseFor(noise, path, [S, ...shape]);
+    const rs = rowSelection(shape, kl);
+    const given = noise ? Array.from({ length: S }, (_, s) => noise(path, shape, s)) : undefined;
+    let eps: tf.Tensor;
     let sumEps2: tf.Tensor1D;
-    if (eps === undefined) {
+    if (given === undefined || given.every((e) => e === undefined)) {
       if (keys === undefined) throw new MissingKeyError(path, 'sampling this weight');
       const buf = new Float32Array(S * n);
       const sums = new Float32Array(S);
       keys.forEach((k, s) => {
         buf.set(normalArray(k, n), s * n);
-        sums[s] = sumOfSquares(buf, s * n, (s + 1) * n);
+        sums[s] = sumOfSquares(buf, s * n, (s + 1) * n, rs);
       });
       eps = tf.tensor(buf, [S, ...shape], 'float32');
       sumEps2 = tf.tensor1d(sums);
     } else {
-      sumEps2 = tf.sum(tf.reshape(tf.square(eps), [S, -1]), 1) as tf.Tensor1D;
+      eps = tf.stack(given.map((e, s) => checkedNoise(e, `${path} (sample ${s})`, shape)));
+      const sq = tf.square(rs ? tf.mul(eps, rowMask(shape, rs, S)) : eps);
+      sumEps2 = tf.sum(tf.reshape(sq, [S, -1]), 1) as tf.Tensor1D;
     }
-    const logSigma = logSoftplus(post.rho);
-    const w = tf.add(post.mu, tf.mul(tf.exp(logSigma), eps));
-    if (!computeKl) return { w, kl: tf.zeros([S]) as tf.Tensor1D };
-    if (r.kl === 'closed' && r.prior.klFrom) {
-      return { w, kl: tf.tile(tf.reshape(r.prior.klFrom(post), [1]), [S]) as tf.Tensor1D };
-    }
-    // -log q_s = sum(log sigma) + sum(eps_s^2) / 2 + n log(2 pi) / 2
-    const negLogQ = tf.add(tf.mul(sumEps2, 0.5), tf.add(tf.sum(logSigma), n * HALF_LOG_2PI));
-    const logP = r.prior.logDensity
-      ? tf.sum(tf.reshape(r.prior.logDensity(w), [S, -1]), 1)
-      : tf.stack(tf.unstack(w).map((ws) => r.prior.logProb(ws)));
-    return { w, kl: tf.neg(tf.add(negLogQ, logP)) as tf.Tensor1D };
+    const { w, logSigma } = gaussianReparam(post, eps);
+    if (!computeKl || kl === false) return { w, kl: tf.zeros([S]) as tf.Tensor1D };
+    return { w, kl: klTerm(post, w, logSigma, sumEps2, r, rs, S) as tf.Tensor1D };
   });
 }
 
-/** The key of weight number `index` of a layer (kernel 0, bias 1, ...). */
-export const weightKey = (layerKey: Key | undefined, index: number): Key | undefined =>
-  layerKey === undefined ? undefined : foldIn(layerKey, index);
+/**
+ * `validateBayesian(where, options, optionNames?, checks) -> void`: validates a Bayesian layer's
+ * options: the unknown-option check (when `optionNames`, the layer's own option names, are
+ * given), `name`, the layer's own `checks` and the shared Bayesian options, all at once; throws
+ * ONE `ConfigError` listing every problem. `bayesianLayer` calls it; a layer that must validate
+ * before it can declare its weights (e.g. the convolutions' geometry) calls it first.
+ *
+ * @example
+ * ```ts
+ * validateBayesian("myLayer 'a'", opts, ['units', 'name'], [positiveInt('units', opts.units)]);
+ * ```
+ */
+export function validateBayesian(
+  where: string,
+  options: BayesianOptions & { readonly name?: unknown },
+  optionNames: readonly string[] | undefined,
+  checks: readonly Check[],
+): void {
+  validate(where, [
+    ...(optionNames ? [knownKeys(options, [...optionNames, ...BAYESIAN_OPTION_NAMES])] : []),
+    check(
+      options.name === undefined || (typeof options.name === 'string' && options.name !== ''),
+      `name must be a non-empty string, got ${String(options.name)}`,
+    ),
+    ...checks,
+    ...bayesianChecks(options),
+  ]);
+}
 
-/** The per-sample keys of weight `index`, from the per-sample layer keys. */
-export const weightKeys = (keys: readonly Key[] | undefined, index: number): Key[] | undefined =>
-  keys?.map((k) => foldIn(k, index));
+// ---------------------------------------------------------------------------------------------
+// The builder.
 
-/** `zeroScalar()`: a fresh scalar 0 (the KL of a deterministic computation). */
-export const zeroScalar = (): tf.Scalar => tf.scalar(0);
+/** One weight tensor of a Bayesian layer, as the layer declares it. */
+export interface WeightDecl {
+  /** The weight's shape. */
+  readonly shape: Shape;
+  /**
+   * Its keys: the posterior is initialised from `foldIn(initKey, index)` and its noise drawn from
+   * `foldIn(layerKey, index)`. Fixed per weight, so that an absent optional weight does not shift
+   * the others.
+   */
+  readonly index: number;
+  /**
+   * Whether the weight is in the KL term: `true` (default), `false`, or `{ excludeRows }`: all but
+   * these rows of axis 0 (e.g. an embedding's padding row, which never reaches the output).
+   */
+  readonly kl?: KlSelection;
+  /** The mean of its initial `mu` (default: the layer's `posteriorMuInit`). */
+  readonly muInit?: number;
+  /** The mean of its initial `rho` (default: the layer's `posteriorRhoInit`). */
+  readonly rhoInit?: number;
+}
 
-/** `ctxPath(ctx, name)`: the layer's path for errors (its own name when used alone). */
-export const ctxPath = (ctx: ApplyCtx | BatchCtx | undefined, name: string): string =>
-  ctx?.path ?? name;
+/** A layer's weight declarations, by name; an `undefined` entry is an absent optional weight. */
+export type WeightDecls = { readonly [name: string]: WeightDecl | undefined };
 
-/** Parameters of a layer whose posterior is a kernel and an optional bias. */
-export type KernelBiasParams = { readonly kernel: GaussianParams; readonly bias?: GaussianParams };
+type RequiredKeys<D> = { [K in keyof D]-?: undefined extends D[K] ? never : K }[keyof D];
+type OptionalKeys<D> = { [K in keyof D]-?: undefined extends D[K] ? K : never }[keyof D];
+type Simplify<T> = { [K in keyof T]: T[K] } & unknown;
 
-/** Concrete weights (a sample or the means) of such a layer. */
-export type KernelBiasWeights = { readonly kernel: tf.Tensor; readonly bias?: tf.Tensor };
+/** The parameters of a layer with weights `D`: a posterior `{ mu, rho }` per weight. */
+export type PosteriorsOf<D> = Simplify<
+  { readonly [K in RequiredKeys<D>]: GaussianParams } & {
+    readonly [K in OptionalKeys<D>]?: GaussianParams;
+  }
+>;
 
-/** What `kernelBiasLayer` needs to know about the layer. */
-export interface KernelBiasSpec<W extends KernelBiasWeights> {
-  readonly name: string;
-  readonly r: ResolvedBayesian;
-  readonly kernelShape: Shape;
-  /** `[out]`, or undefined for a layer without bias. */
-  readonly biasShape: Shape | undefined;
-  /** `forward(weights, x) -> y`. */
-  readonly forward: (weights: W, x: tf.Tensor) => tf.Tensor;
-  /** Throws a ShapeError naming `path` for a bad input. */
-  readonly checkInput: (x: tf.Tensor, path: string, batched: boolean) => void;
+/** Concrete weights (a posterior sample or the means) of a layer with weights `D`. */
+export type WeightsOf<D> = Simplify<
+  { readonly [K in RequiredKeys<D>]: tf.Tensor } & { readonly [K in OptionalKeys<D>]?: tf.Tensor }
+>;
+
+/** What a layer's sampled-weights rule knows about the batched pass. */
+export interface SampledCtx {
+  /** The number of posterior samples `S`: every weight has the leading axis `[S, ...]`. */
+  readonly numSamples: number;
+  /** Whether the input has the leading sample axis `[S, ...]` (else one input for all samples). */
+  readonly batched: boolean;
+  /** The layer's path, for errors. */
+  readonly path: string;
+}
+
+/** The context of `sample`: where the noise comes from, and whether to compute the KL. */
+export interface SampleCtx {
+  readonly noise?: NoiseFn;
+  readonly path?: string;
+  readonly computeKl?: boolean;
+  /** The posterior sample index passed to `noise` (default 0). */
+  readonly sample?: number;
+}
+
+/** What a Bayesian layer declares; `bayesianLayer(spec)` builds the rest. */
+export interface BayesianLayerSpec<D extends WeightDecls, In, Out, InShape, OutShape> {
+  /** The layer type, e.g. `'bayesianLinear'`. */
+  readonly kind: string;
+  /** The layer's name (its key in a parent's parameter tree). Default `kind`. */
+  readonly name?: string;
+  /** The user's options: the shared Bayesian options are read (and validated) from here. */
+  readonly options: BayesianOptions;
+  /** The layer's own option names; with them, unknown options are rejected. */
+  readonly optionNames?: readonly string[];
+  /** The layer's own config checks, reported together with the Bayesian options' problems. */
+  readonly checks?: readonly Check[];
+  /** The default `posteriorRhoInit`. Default -6 (the reference's for all but Linear and Conv1d). */
+  readonly rhoDefault?: number;
+  /** The layer's own plain-data configuration (the resolved Bayesian options are added). */
+  readonly config?: Readonly<Record<string, unknown>>;
+  /** The weight tensors. */
+  readonly weights: D;
+  /** The output shape for an input shape; throws `ShapeError` naming `path`. */
+  readonly outputShape: (inputShape: InShape, path: string) => OutShape;
+  /** Throws `ShapeError` naming `path` for a bad input (`batched`: it has the sample axis). */
+  readonly checkInput?: (x: In, path: string, batched: boolean) => void;
+  /** The deterministic computation with concrete weights. */
+  readonly forward: (weights: WeightsOf<D>, x: In) => Out;
+  /**
+   * The batch rule: S sampled weights (each `[S, ...shape]`) meet the input (`[S, ...]` when
+   * `ctx.batched`, else shared); returns `[S, ...]`. Default: `forward` per sample
+   * (`perSample`).
+   */
+  readonly forwardSampled?: (weights: WeightsOf<D>, x: In, ctx: SampledCtx) => Out;
+  /**
+   * Mean mode in a batched pass: one set of weights meets an input that may have the sample axis;
+   * returns the output and whether it has the sample axis. Default: `forward(weights, x)`, keeping
+   * the input's batching (so `forward` must treat extra leading axes as batch axes).
+   */
+  readonly forwardMean?: (
+    weights: WeightsOf<D>,
+    x: In,
+    ctx: SampledCtx,
+  ) => { readonly out: Out; readonly batched: boolean };
+}
+
+/** A Bayesian layer: a `Layer` with its three pure steps and the mode-resolved draw. */
+export interface BayesianLayer<
+  P extends ParamTree,
+  W,
+  In = tf.Tensor,
+  Out = tf.Tensor,
+  InShape = Shape,
+  OutShape = Shape,
+> extends Layer<P, In, Out, InShape, OutShape> {
+  /** `sample(params, key, ctx?) -> { weights, kl }`: one posterior sample of the weights and its KL. */
+  sample(params: P, key: Key | undefined, ctx?: SampleCtx): { weights: W; kl: tf.Scalar };
+  /** `mean(params) -> weights`: the posterior means (the frozen weights). */
+  mean(params: P): W;
+  /** `forward(weights, x) -> y`: the deterministic computation with concrete weights. */
+  forward(weights: W, x: In): Out;
+  /**
+   * `draw(params, ctx?) -> { weights, kl }`: the weights `apply` uses in this context: the means
+   * (KL 0) in mean mode, else a sample from `ctx.key`.
+   */
+  draw(params: P, ctx?: ApplyCtx): { weights: W; kl: tf.Scalar };
+  readonly applyBatched: BatchRule<P, In, Out>;
+  /** The declared weights (absent optional ones left out). */
+  readonly weights: Readonly<Record<string, WeightDecl>>;
 }
 
 /**
- * `kernelBiasLayer(spec) -> { init, mean, sample, apply, klDivergence, checked, applyBatched }`:
- * the steps every Bayesian layer with a kernel and an optional bias shares (bayesianLinear and
- * the convolutions): init (`mu ~ N(muInit, 0.1)`, `rho ~ N(rhoInit, 0.1)`, kernel from
- * `foldIn(key, 0)`, bias from `foldIn(key, 1)`), the posterior means, one posterior sample with
- * its KL, `apply` in both modes, the KL alone, and the S-sample draw of a batch rule.
+ * `bayesianLayer(spec) -> BayesianLayer`: builds a Bayes-by-Backprop layer from what is specific
+ * to it (its weights and its deterministic `forward`); every Bayesian layer of the library is
+ * written with it. Provided: option validation (one `ConfigError` listing every problem) and
+ * defaults (`BAYESIAN_DEFAULTS`); `init` (for weight `index`, `mu ~ N(muInit, 0.1)` and
+ * `rho ~ N(rhoInit, 0.1)` from `foldIn(key, index)`); the steps `sample` / `mean` / `forward`;
+ * `apply` in both modes (`ctx.mode`, else the `freeze` option; mean mode has KL 0); the batch rule
+ * for `vmapSamples` (S samples, one noise upload per weight; the layer may say how S sampled
+ * weights meet the input with `forwardSampled`, else `forward` runs per sample); `klDivergence`;
+ * the `ctx.noise` substitute (path `'<layer path>.<weight name>'`); and the KL estimators
+ * (`kl: 'mc'`, the reference's `log q(w) - log p(w)` at the weights used, or `'closed'`), for any
+ * prior.
+ *
+ * @example
+ * ```ts
+ * // y = sum_ij x1_i W_kij x2_j + b_k: a Bayesian bilinear layer on [x1, x2]
+ * const bilinear = (o: { in1: number; in2: number; out: number } & BayesianOptions) =>
+ *   bayesianLayer({
+ *     kind: 'bayesianBilinear',
+ *     options: o,
+ *     weights: { kernel: { shape: [o.in1, o.in2 * o.out], index: 0 }, bias: { shape: [o.out], index: 1 } },
+ *     outputShape: ([s1]: readonly Shape[]) => [s1[0], o.out],
+ *     forward: (w, [x1, x2]: tf.Tensor[]) => {
+ *       const t = tf.reshape(tf.matMul(x1, w.kernel), [-1, o.in2, o.out]); // [B, in2, out]
+ *       return tf.add(tf.sum(tf.mul(tf.expandDims(x2, 2), t), 1), w.bias);
+ *     },
+ *   });
+ * ```
  */
-export function kernelBiasLayer<P extends KernelBiasParams, W extends KernelBiasWeights>(
-  spec: KernelBiasSpec<W>,
-) {
-  const { name, r, kernelShape, biasShape, forward, checkInput } = spec;
-  const checked = (params: P, path: string): KernelBiasParams => {
-    const kernel = checkGaussian(params?.kernel, `${path}.kernel`, kernelShape);
-    if (!biasShape) return { kernel };
-    return { kernel, bias: checkGaussian(params?.bias, `${path}.bias`, biasShape) };
-  };
+export function bayesianLayer<
+  D extends WeightDecls,
+  In = tf.Tensor,
+  Out = tf.Tensor,
+  InShape = Shape,
+  OutShape = Shape,
+>(
+  spec: BayesianLayerSpec<D, In, Out, InShape, OutShape>,
+): BayesianLayer<PosteriorsOf<D>, WeightsOf<D>, In, Out, InShape, OutShape> {
+  type P = PosteriorsOf<D>;
+  type W = WeightsOf<D>;
+  const name = spec.name ?? spec.kind;
+  const where = `${spec.kind} '${name}'`;
+  const options = spec.options;
+  validateBayesian(where, options, spec.optionNames, spec.checks ?? []);
+  const r = resolveBayesian(
+    options,
+    spec.rhoDefault ?? BAYESIAN_DEFAULTS.posteriorRhoInitOther,
+    where,
+  );
+  const decls = Object.entries(spec.weights).filter(
+    (e): e is [string, WeightDecl] => e[1] !== undefined,
+  );
+  const { forward, checkInput } = spec;
+
+  const checked = (params: P, path: string): P =>
+    Object.fromEntries(
+      decls.map(([k, d]) => [
+        k,
+        checkGaussian(
+          (params as Record<string, unknown> | undefined)?.[k],
+          `${path}.${k}`,
+          d.shape,
+        ),
+      ]),
+    ) as P;
+  const post = (params: P, k: string): GaussianParams =>
+    (params as Record<string, GaussianParams>)[k] as GaussianParams;
+
   const mean = (params: P): W =>
-    (biasShape
-      ? { kernel: params.kernel.mu, bias: (params.bias as GaussianParams).mu }
-      : { kernel: params.kernel.mu }) as W;
+    Object.fromEntries(decls.map(([k]) => [k, post(params, k).mu])) as W;
+
+  const sumKl = <T extends tf.Tensor>(kls: T[], zero: () => T): T =>
+    kls.length === 0 ? zero() : kls.reduce((a, b) => tf.add(a, b) as T);
+
   const sample = (
     params: P,
     key: Key | undefined,
-    ctx?: { noise?: NoiseFn; path?: string; computeKl?: boolean },
+    ctx?: SampleCtx,
   ): { weights: W; kl: tf.Scalar } =>
     tidy(() => {
       const path = ctx?.path ?? name;
       const p = checked(params, path);
       const withKl = ctx?.computeKl !== false;
-      const k = sampleWeight(p.kernel, weightKey(key, 0), `${path}.kernel`, r, ctx?.noise, withKl);
-      if (!p.bias) return { weights: { kernel: k.w } as W, kl: k.kl };
-      const b = sampleWeight(p.bias, weightKey(key, 1), `${path}.bias`, r, ctx?.noise, withKl);
-      return { weights: { kernel: k.w, bias: b.w } as W, kl: tf.add(k.kl, b.kl) as tf.Scalar };
+      const weights: Record<string, tf.Tensor> = {};
+      const kls: tf.Scalar[] = [];
+      for (const [k, d] of decls) {
+        const s = sampleWeight(
+          post(p, k),
+          key === undefined ? undefined : foldIn(key, d.index),
+          `${path}.${k}`,
+          r,
+          ctx?.noise,
+          withKl,
+          ctx?.sample ?? 0,
+          d.kl ?? true,
+        );
+        weights[k] = s.w;
+        if (d.kl !== false) kls.push(s.kl);
+      }
+      return { weights: weights as W, kl: sumKl(kls, () => tf.scalar(0)) };
     });
-  return {
-    checked,
-    mean,
-    sample,
-    init(key: Key): P {
-      return tidy(() => {
-        const { posteriorMuInit: m, posteriorRhoInit: rho } = r;
-        const kernel = initGaussian(weightKey(key, 0) as Key, kernelShape, m, rho);
-        if (!biasShape) return freezeTree({ kernel }) as P;
-        return freezeTree({
-          kernel,
-          bias: initGaussian(weightKey(key, 1) as Key, biasShape, m, rho),
-        }) as P;
-      });
-    },
-    apply(params: P, x: tf.Tensor, ctx?: ApplyCtx): Applied<tf.Tensor> {
-      return tidy(() => {
-        const path = ctxPath(ctx, name);
-        checkInput(x, path, false);
-        if (resolveMode(ctx, r.freeze) === 'mean') {
-          return { out: forward(mean(checked(params, path) as P), x), kl: tf.scalar(0) };
-        }
-        const { weights, kl } = sample(params, ctx?.key, {
-          noise: ctx?.noise,
-          path,
-          computeKl: ctx?.computeKl,
-        });
-        return { out: forward(weights, x), kl };
-      });
-    },
-    klDivergence(params: P, ctx?: ApplyCtx): tf.Scalar {
-      return tidy(() => {
-        if (resolveMode(ctx, r.freeze) === 'mean') return tf.scalar(0);
-        return sample(params, ctx?.key, { noise: ctx?.noise, path: ctxPath(ctx, name) }).kl;
-      });
-    },
-    /**
-     * The layer's batch rule, given how to apply S sampled weights (`kernel [S, ...]`,
-     * `bias [S, out]`) to the input: mean mode runs `forward` once and keeps the input's batching;
-     * sample mode draws the S samples (one noise upload per weight) and sums their KL per sample.
-     */
-    applyBatched(
-      sampled: (
-        x: tf.Tensor,
-        w: { kernel: tf.Tensor; bias?: tf.Tensor },
-        ctx: BatchCtx,
-      ) => tf.Tensor,
-    ): (params: P, x: tf.Tensor, ctx: BatchCtx) => AppliedBatched<tf.Tensor> {
-      return (params, x, ctx) =>
-        tidy(() => {
-          const path = ctxPath(ctx, name);
-          checkInput(x, path, ctx.batched);
-          const p = checked(params, path);
-          if (resolveMode(ctx, r.freeze) === 'mean') {
-            // the same output for every sample: keep the input's batching (vmapSamples tiles at the end)
-            return {
-              out: forward(mean(p as P), x),
-              kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-              batched: ctx.batched,
-            };
-          }
-          const w = sampleBatched(p, ctx, path);
-          return { out: sampled(x, w, ctx), kl: w.kl };
-        });
-    },
-  };
 
-  /** S posterior samples of the kernel `[S, ...]` and bias `[S, out]`, and the summed KL `[S]`. */
-  function sampleBatched(
-    p: KernelBiasParams,
-    ctx: BatchCtx,
-    path: string,
-  ): { kernel: tf.Tensor; bias?: tf.Tensor; kl: tf.Tensor1D } {
-    return tidy(() => {
+  const sampleBatched = (p: P, ctx: BatchCtx, path: string): { weights: W; kl: tf.Tensor1D } =>
+    tidy(() => {
       const S = ctx.numSamples;
       const withKl = ctx.computeKl !== false;
-      const k = sampleWeightBatched(
-        p.kernel,
-        weightKeys(ctx.keys, 0),
-        S,
-        `${path}.kernel`,
-        r,
-        ctx.noise,
-        withKl,
-      );
-      if (!p.bias) return { kernel: k.w, kl: k.kl };
-      const b = sampleWeightBatched(
-        p.bias,
-        weightKeys(ctx.keys, 1),
-        S,
-        `${path}.bias`,
-        r,
-        ctx.noise,
-        withKl,
-      );
-      return { kernel: k.w, bias: b.w, kl: tf.add(k.kl, b.kl) as tf.Tensor1D };
+      const weights: Record<string, tf.Tensor> = {};
+      const kls: tf.Tensor1D[] = [];
+      for (const [k, d] of decls) {
+        const s = sampleWeightBatched(
+          post(p, k),
+          ctx.keys?.map((kk) => foldIn(kk, d.index)),
+          S,
+          `${path}.${k}`,
+          r,
+          ctx.noise,
+          withKl,
+          d.kl ?? true,
+        );
+        weights[k] = s.w;
+        if (d.kl !== false) kls.push(s.kl);
+      }
+      return { weights: weights as W, kl: sumKl(kls, () => tf.zeros([S]) as tf.Tensor1D) };
     });
-  }
+
+  const draw = (params: P, ctx?: ApplyCtx): { weights: W; kl: tf.Scalar } =>
+    tidy(() => {
+      const path = ctxPath(ctx, name);
+      if (resolveMode(ctx, r.freeze) === 'mean') {
+        return { weights: mean(checked(params, path)), kl: tf.scalar(0) };
+      }
+      return sample(params, ctx?.key, {
+        noise: ctx?.noise,
+        path,
+        computeKl: ctx?.computeKl,
+        sample: ctx?.sample,
+      });
+    });
+
+  const applyBatched: BatchRule<P, In, Out> = (params, x, ctx) =>
+    tidy(() => {
+      const path = ctxPath(ctx, name);
+      checkInput?.(x, path, ctx.batched);
+      const p = checked(params, path);
+      const sctx: SampledCtx = { numSamples: ctx.numSamples, batched: ctx.batched, path };
+      if (resolveMode(ctx, r.freeze) === 'mean') {
+        // the same weights for every sample: keep the input's batching (vmapSamples tiles at the end)
+        const w = mean(p);
+        const m = spec.forwardMean
+          ? spec.forwardMean(w, x, sctx)
+          : { out: forward(w, x), batched: ctx.batched };
+        return { out: m.out, kl: zeroKl(ctx.numSamples), batched: m.batched };
+      }
+      const { weights, kl } = sampleBatched(p, ctx, path);
+      const out = spec.forwardSampled
+        ? spec.forwardSampled(weights, x, sctx)
+        : perSample(
+            weights as Readonly<Record<string, tf.Tensor | undefined>>,
+            x,
+            ctx.batched,
+            (w, xs) => forward(w as W, xs),
+          );
+      return { out, kl, batched: true };
+    });
+
+  const layer: BayesianLayer<P, W, In, Out, InShape, OutShape> = {
+    name,
+    kind: spec.kind,
+    config: Object.freeze({ ...spec.config, name, ...resolvedConfig(r) }),
+    weights: Object.freeze(Object.fromEntries(decls)),
+    outputShape: (inputShape: InShape, path?: string): OutShape =>
+      spec.outputShape(inputShape, path ?? name),
+    init(key: Key, inputShape: InShape, path?: string) {
+      const outputShape = spec.outputShape(inputShape, path ?? name);
+      const params = tidy(() =>
+        Object.fromEntries(
+          decls.map(([k, d]) => [
+            k,
+            gaussianInit(
+              foldIn(key, d.index),
+              d.shape,
+              d.muInit ?? r.posteriorMuInit,
+              d.rhoInit ?? r.posteriorRhoInit,
+              BAYESIAN_DEFAULTS.initStd,
+            ),
+          ]),
+        ),
+      );
+      return { params: freezeTree(params) as P, outputShape };
+    },
+    apply: (params: P, x: In, ctx?: ApplyCtx): Applied<Out> =>
+      tidy(() => {
+        checkInput?.(x, ctxPath(ctx, name), false);
+        const { weights, kl } = draw(params, ctx);
+        return { out: forward(weights, x), kl };
+      }),
+    applyBatched,
+    klDivergence: (params: P, ctx?: ApplyCtx): tf.Scalar =>
+      tidy(() => {
+        if (resolveMode(ctx, r.freeze) === 'mean') return tf.scalar(0);
+        return sample(params, ctx?.key, {
+          noise: ctx?.noise,
+          path: ctxPath(ctx, name),
+          sample: ctx?.sample,
+        }).kl;
+      }),
+    sample,
+    mean,
+    forward,
+    draw,
+  };
+  return Object.freeze(layer);
 }

@@ -8,9 +8,22 @@ import { tidy } from '../params/scope';
 import { foldIn, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
 import { joinPath } from './bayesian';
+import { applyLayerBatched, childBatchCtx, tileSamples, zeroKl } from './batching';
 import { check, validate } from './config';
 import { ShapeError, fmtShape } from './errors';
-import type { Applied, ApplyCtx, AppliedBatched, AnyLayer, BatchCtx, Layer, Shape } from './types';
+import { deterministicLayer, type EmptyParams } from './stateless';
+import type {
+  Applied,
+  ApplyCtx,
+  AnyLayer,
+  InputOf,
+  InputShapeOf,
+  Layer,
+  OutputOf,
+  OutputShapeOf,
+  ParamsOf,
+  Shape,
+} from './types';
 
 type Children = readonly (readonly [string, AnyLayer])[];
 
@@ -24,10 +37,7 @@ function isLayer(x: unknown): x is AnyLayer {
 }
 
 /** Names children: the record's keys, or the layers' names made unique with `_1`, `_2`, ... */
-function nameChildren(
-  what: string,
-  layers: readonly AnyLayer[] | Readonly<Record<string, AnyLayer>>,
-): Children {
+function nameChildren(what: string, layers: readonly AnyLayer[] | LayerRecord): Children {
   const entries: [string, unknown][] = Array.isArray(layers)
     ? (layers as unknown[]).map((l, i) => [isLayer(l) ? l.name : `#${i}`, l])
     : Object.entries(layers ?? {});
@@ -57,102 +67,6 @@ function nameChildren(
   });
 }
 
-/**
- * `loopBatched(layer, params, x, ctx) -> { out: [S, ...], kl: [S] }`: the fallback batch rule:
- * applies the layer once per sample with that sample's key and stacks the results. Exactly what
- * a loop of `apply` calls gives.
- *
- * @example
- * ```ts
- * // a batch rule for a layer that has no cheaper one
- * const applyBatched = (p, x, ctx) => loopBatched(layer, p, x, ctx);
- * ```
- */
-export function loopBatched(
-  layer: AnyLayer,
-  params: ParamTree,
-  x: unknown,
-  ctx: BatchCtx,
-): AppliedBatched<unknown> {
-  return tidy(() => {
-    const S = ctx.numSamples;
-    const outs: unknown[] = [];
-    const kls: tf.Scalar[] = [];
-    const xs = ctx.batched ? unstackSamples(x, S) : undefined;
-    for (let s = 0; s < S; s++) {
-      const { keys, numSamples: _n, batched: _b, ...rest } = ctx;
-      const r = layer.apply(params, xs ? xs[s] : x, {
-        ...rest,
-        key: keys?.[s],
-      }) as Applied<unknown>;
-      outs.push(r.out);
-      kls.push(r.kl);
-    }
-    return { out: stackSamples(outs), kl: tf.stack(kls) as tf.Tensor1D };
-  });
-}
-
-/** Splits a value with a leading sample axis (a tensor or an array of tensors) into S values. */
-function unstackSamples(x: unknown, S: number): unknown[] {
-  if (x instanceof tf.Tensor) return tf.unstack(x);
-  if (Array.isArray(x)) {
-    const parts = x.map((e) => unstackSamples(e, S));
-    return Array.from({ length: S }, (_, s) => parts.map((p) => p[s]));
-  }
-  throw new TypeError(`vmapSamples: cannot split a ${typeof x} along the sample axis.`);
-}
-
-/** Stacks S per-sample values (tensors or arrays of tensors) along a new leading axis. */
-function stackSamples(outs: readonly unknown[]): unknown {
-  const first = outs[0];
-  if (first instanceof tf.Tensor) return tf.stack(outs as tf.Tensor[]);
-  if (Array.isArray(first)) {
-    return first.map((_, j) => stackSamples(outs.map((o) => (o as unknown[])[j])));
-  }
-  throw new TypeError(`vmapSamples: cannot stack a ${typeof first} along the sample axis.`);
-}
-
-/**
- * `tileSamples(x, S) -> [S, ...]`: adds the sample axis to a value that lacks it (a tensor or an
- * array of tensors) by repeating it.
- *
- * @example
- * ```ts
- * tileSamples(tf.ones([4, 2]), 3); // shape [3, 4, 2]
- * ```
- */
-export function tileSamples(x: unknown, S: number): unknown {
-  if (x instanceof tf.Tensor) {
-    // a leading-axis broadcast: differentiable at any rank (tf.tile's gradient stops at rank 4)
-    if (x.dtype === 'float32' || x.dtype === 'int32')
-      return tf.add(tf.zeros([S, ...x.shape], x.dtype), x);
-    return tf.tile(tf.expandDims(x, 0), [S, ...x.shape.map(() => 1)]);
-  }
-  if (Array.isArray(x)) return x.map((e) => tileSamples(e, S));
-  throw new TypeError(`vmapSamples: cannot tile a ${typeof x} along the sample axis.`);
-}
-
-/**
- * `applyLayerBatched(layer, params, x, ctx) -> AppliedBatched`: the layer's batch rule if it has
- * one, else the loop fallback. Always reports whether its output is batched.
- *
- * @example
- * ```ts
- * const r = applyLayerBatched(model, params, x, { keys, numSamples: keys.length, batched: false });
- * ```
- */
-export function applyLayerBatched(
-  layer: AnyLayer,
-  params: ParamTree,
-  x: unknown,
-  ctx: BatchCtx,
-): AppliedBatched<unknown> & { batched: boolean } {
-  const r = layer.applyBatched
-    ? (layer.applyBatched(params, x, ctx) as AppliedBatched<unknown>)
-    : loopBatched(layer, params, x, ctx);
-  return { out: r.out, kl: r.kl, batched: r.batched ?? true };
-}
-
 function childParams(params: unknown, key: string, path: string): ParamTree {
   if (typeof params !== 'object' || params === null || !(key in params)) {
     throw new ShapeError(
@@ -173,6 +87,17 @@ export interface CombinatorOptions {
 /** Parameters of a combinator: one entry per child, under its key. */
 export type CombinatorParams = { readonly [k: string]: ParamTree };
 
+/** Named layers: the children of a combinator, keyed as their parameters will be. */
+export type LayerRecord = { readonly [k: string]: AnyLayer };
+
+/** The parameters of a combinator of the named layers `C`: `{ [key]: that layer's params }`. */
+export type ParamsRecord<C extends LayerRecord> = { readonly [K in keyof C]: ParamsOf<C[K]> };
+
+/** The last element of a tuple of layers. */
+type LastOf<L extends readonly AnyLayer[]> = L extends readonly [...AnyLayer[], infer X]
+  ? X
+  : L[number];
+
 /**
  * `serial(layers, opts?) -> Layer`: applies the layers one after the other. `layers` is an array
  * (children keyed by their names, repeated names get `_1`, `_2`, ...) or a record (keys as given,
@@ -188,10 +113,28 @@ export type CombinatorParams = { readonly [k: string]: ParamTree };
  * const { params } = model.init(random.key(0), [-1, 1]); // params.hidden.kernel.mu, ...
  * ```
  */
+export function serial<const L extends readonly [AnyLayer, ...AnyLayer[]]>(
+  layers: L,
+  opts?: CombinatorOptions,
+): Layer<
+  CombinatorParams,
+  InputOf<L[0]>,
+  OutputOf<LastOf<L>>,
+  InputShapeOf<L[0]>,
+  OutputShapeOf<LastOf<L>>
+>;
 export function serial(
-  layers: readonly AnyLayer[] | Readonly<Record<string, AnyLayer>>,
+  layers: readonly AnyLayer[],
+  opts?: CombinatorOptions,
+): Layer<CombinatorParams, tf.Tensor, tf.Tensor, Shape, Shape>;
+export function serial<const C extends LayerRecord>(
+  layers: C,
+  opts?: CombinatorOptions,
+): Layer<ParamsRecord<C>, tf.Tensor, tf.Tensor, Shape, Shape>;
+export function serial(
+  layers: readonly AnyLayer[] | LayerRecord,
   opts: CombinatorOptions = {},
-): Layer<CombinatorParams, tf.Tensor, tf.Tensor, Shape, Shape> {
+): AnyLayer {
   const name = opts.name ?? 'serial';
   const children = nameChildren(`serial '${name}'`, layers);
   const childCtx = (ctx: ApplyCtx | undefined, i: number, k: string): ApplyCtx => ({
@@ -199,7 +142,7 @@ export function serial(
     key: ctx?.key === undefined ? undefined : foldIn(ctx.key, i),
     path: joinPath(ctx?.path, k),
   });
-  const layer: Layer<CombinatorParams, tf.Tensor, tf.Tensor, Shape, Shape> = {
+  const layer: Layer<CombinatorParams, unknown, unknown, unknown, unknown> = {
     name,
     kind: 'serial',
     config: Object.freeze({
@@ -207,12 +150,12 @@ export function serial(
       layers: children.map(([k, l]) => ({ key: k, kind: l.kind, config: l.config })),
     }),
     outputShape(inputShape, path) {
-      return children.reduce<Shape>(
-        (s, [k, l]) => l.outputShape(s, joinPath(path, k)) as Shape,
+      return children.reduce<unknown>(
+        (s, [k, l]) => l.outputShape(s, joinPath(path, k)),
         inputShape,
       );
     },
-    init(key: Key, inputShape: Shape, path?: string) {
+    init(key: Key, inputShape: unknown, path?: string) {
       const params: Record<string, ParamTree> = {};
       let shape: unknown = inputShape;
       try {
@@ -225,7 +168,7 @@ export function serial(
         for (const p of Object.values(params)) tf.dispose(p as tf.TensorContainer);
         throw err;
       }
-      return { params: freezeTree(params) as CombinatorParams, outputShape: shape as Shape };
+      return { params: freezeTree(params) as CombinatorParams, outputShape: shape };
     },
     apply(params, x, ctx) {
       return tidy(() => {
@@ -237,27 +180,27 @@ export function serial(
           h = r.out;
           kl = tf.add(kl, r.kl);
         });
-        return { out: h as tf.Tensor, kl };
+        return { out: h, kl };
       });
     },
     applyBatched(params, x, ctx) {
       return tidy(() => {
         let h: unknown = x;
         let batched = ctx.batched;
-        let kl = tf.zeros([ctx.numSamples]) as tf.Tensor1D;
+        let kl = zeroKl(ctx.numSamples);
         children.forEach(([k, l], i) => {
           const path = joinPath(ctx.path, k);
-          const r = applyLayerBatched(l, childParams(params, k, path), h, {
-            ...ctx,
-            keys: ctx.keys?.map((kk) => foldIn(kk, i)),
-            path,
-            batched,
-          });
+          const r = applyLayerBatched(
+            l,
+            childParams(params, k, path),
+            h,
+            childBatchCtx(ctx, i, path, batched),
+          );
           h = r.out;
           batched = r.batched;
           kl = tf.add(kl, r.kl);
         });
-        return { out: h as tf.Tensor, kl, batched };
+        return { out: h, kl, batched };
       });
     },
     klDivergence(params, ctx) {
@@ -283,7 +226,15 @@ export function serial(
  * ```
  */
 export function parallel(
-  layers: readonly AnyLayer[] | Readonly<Record<string, AnyLayer>>,
+  layers: readonly AnyLayer[],
+  opts?: CombinatorOptions,
+): Layer<CombinatorParams, tf.Tensor[], tf.Tensor[], readonly Shape[], Shape[]>;
+export function parallel<const C extends LayerRecord>(
+  layers: C,
+  opts?: CombinatorOptions,
+): Layer<ParamsRecord<C>, tf.Tensor[], tf.Tensor[], readonly Shape[], Shape[]>;
+export function parallel(
+  layers: readonly AnyLayer[] | LayerRecord,
   opts: CombinatorOptions = {},
 ): Layer<CombinatorParams, tf.Tensor[], tf.Tensor[], readonly Shape[], Shape[]> {
   const name = opts.name ?? 'parallel';
@@ -354,14 +305,15 @@ export function parallel(
     applyBatched(params, xs, ctx) {
       return tidy(() => {
         const inputs = asArray(xs, ctx.path ?? name);
-        let kl = tf.zeros([ctx.numSamples]) as tf.Tensor1D;
+        let kl = zeroKl(ctx.numSamples);
         const rs = children.map(([k, l], i) => {
           const path = joinPath(ctx.path, k);
-          const r = applyLayerBatched(l, childParams(params, k, path), inputs[i], {
-            ...ctx,
-            keys: ctx.keys?.map((kk) => foldIn(kk, i)),
-            path,
-          });
+          const r = applyLayerBatched(
+            l,
+            childParams(params, k, path),
+            inputs[i],
+            childBatchCtx(ctx, i, path),
+          );
           kl = tf.add(kl, r.kl);
           return r;
         });
@@ -392,9 +344,6 @@ export function parallel(
   return Object.freeze(layer);
 }
 
-type EmptyParams = Readonly<Record<string, never>>;
-const EMPTY: EmptyParams = Object.freeze({});
-
 /**
  * `fanOut(n) -> Layer`: `x -> [x, x, ..., x]` (n copies) for `parallel`.
  *
@@ -411,24 +360,13 @@ export function fanOut(
   validate(`fanOut '${name}'`, [
     check(Number.isInteger(n) && n >= 1, `n must be a positive integer, got ${String(n)}`),
   ]);
-  return Object.freeze({
-    name,
+  return deterministicLayer({
     kind: 'fanOut',
-    config: Object.freeze({ name, n }),
+    name,
+    config: { n },
     outputShape: (s: Shape) => Array.from({ length: n }, () => s),
-    init: (_k: Key, s: Shape) => ({
-      params: EMPTY,
-      outputShape: Array.from({ length: n }, () => s),
-    }),
-    apply: (_p: EmptyParams, x: tf.Tensor) =>
-      tidy(() => ({ out: Array.from({ length: n }, () => tf.clone(x)), kl: tf.scalar(0) })),
-    applyBatched: (_p: EmptyParams, x: tf.Tensor, ctx: BatchCtx) =>
-      tidy(() => ({
-        out: Array.from({ length: n }, () => tf.clone(x)),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
-    klDivergence: () => tf.scalar(0),
+    forward: (_p: EmptyParams, x: tf.Tensor) => Array.from({ length: n }, () => tf.clone(x)),
+    batch: 'leading',
   });
 }
 
@@ -444,24 +382,15 @@ function fanIn(
     }
     return x as tf.Tensor[];
   };
-  return Object.freeze({
-    name,
+  return deterministicLayer({
     kind,
-    config: Object.freeze({ name }),
-    outputShape: (ss: readonly Shape[], path?: string) => mergeShape(ss, path ?? name),
-    init: (_k: Key, ss: readonly Shape[], path?: string) => ({
-      params: EMPTY,
-      outputShape: mergeShape(ss, path ?? name),
+    name,
+    outputShape: mergeShape,
+    forward: (_p: EmptyParams, xs: tf.Tensor[], ctx) => merge(asArray(xs, ctx.path), false),
+    batch: (_p, xs, ctx) => ({
+      out: merge(asArray(xs, ctx.path), ctx.batched),
+      batched: ctx.batched,
     }),
-    apply: (_p: EmptyParams, xs: tf.Tensor[], ctx?: ApplyCtx) =>
-      tidy(() => ({ out: merge(asArray(xs, ctx?.path ?? name), false), kl: tf.scalar(0) })),
-    applyBatched: (_p: EmptyParams, xs: tf.Tensor[], ctx: BatchCtx) =>
-      tidy(() => ({
-        out: merge(asArray(xs, ctx.path ?? name), ctx.batched),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
-    klDivergence: () => tf.scalar(0),
   });
 }
 

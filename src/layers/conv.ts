@@ -10,17 +10,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import type { GaussianParams } from '../params/distributions';
 import { foldIn, uniform, type Key } from '../params/random';
-import { freeze as freezeTree } from '../params/tree';
 import {
   BAYESIAN_DEFAULTS,
-  BAYESIAN_OPTION_NAMES,
-  bayesianChecks,
-  ctxPath,
-  resolveBayesian,
-  resolvedConfig,
+  bayesianLayer,
+  validateBayesian,
+  type BayesianLayer,
   type BayesianOptions,
-  kernelBiasLayer,
 } from './bayesian';
+import { perSample } from './batching';
+import { deterministicLayer } from './stateless';
 import { check, isBool, knownKeys, positiveInt, validate, type Check } from './config';
 import {
   convBatchedInput,
@@ -133,22 +131,8 @@ export type ConvWeights = {
 /** Parameters of `conv1d/2d/3d`. */
 export type ConvParams = ConvWeights;
 
-/** A Bayesian convolution is a `Layer` with its three steps exposed. */
-export interface BayesianConvLayer extends Layer<BayesianConvParams> {
-  /** `sample(params, key, ctx?) -> { weights, kl }`: one posterior sample of the weights and its KL. */
-  sample(
-    params: BayesianConvParams,
-    key: Key | undefined,
-    ctx?: { noise?: NoiseFn; path?: string; computeKl?: boolean },
-  ): { weights: ConvWeights; kl: tf.Scalar };
-  /** `mean(params) -> weights`: the posterior means (the frozen weights). */
-  mean(params: BayesianConvParams): ConvWeights;
-  /**
-   * `forward(weights, x) -> y`: the convolution plus bias, for `x [..., ...spatial, inChannels]`
-   * (any number of leading axes, folded into the batch).
-   */
-  forward(weights: ConvWeights, x: tf.Tensor): tf.Tensor;
-}
+/** A Bayesian convolution is a `Layer` with its three steps exposed (`sample` / `mean` / `forward`). */
+export type BayesianConvLayer = BayesianLayer<BayesianConvParams, ConvWeights>;
 
 // ---------------------------------------------------------------------------------------------
 // Validation and normalisation of the geometry options.
@@ -308,41 +292,30 @@ function makeBayesianConv<R extends ConvRank>(
 ): BayesianConvLayer {
   const kind = KIND[rank];
   const name = options?.name ?? kind;
-  const where = `${kind} '${name}'`;
   if (options === null || typeof options !== 'object') {
-    validate(where, [
+    validate(`${kind} '${name}'`, [
       positiveInt('inChannels', undefined),
       positiveInt('outChannels', undefined),
       intOrTupleCheck('kernelSize', undefined, rank, 1),
     ]);
   }
-  validate(where, [
-    knownKeys(options, [
-      'inChannels',
-      'outChannels',
-      ...GEOMETRY_OPTION_NAMES,
-      ...BAYESIAN_OPTION_NAMES,
-    ]),
-    positiveInt('inChannels', options.inChannels),
-    positiveInt('outChannels', options.outChannels),
-    ...geometryChecks(options, rank),
-    divisibleCheck('inChannels', options.inChannels, options.groups ?? 1),
-    divisibleCheck('outChannels', options.outChannels, options.groups ?? 1),
-    ...bayesianChecks(options),
-  ]);
-  const rhoDefault =
-    rank === 1 ? BAYESIAN_DEFAULTS.posteriorRhoInitLinear : BAYESIAN_DEFAULTS.posteriorRhoInitOther;
-  const r = resolveBayesian(options, rhoDefault, where);
+  // the geometry is normalised after validation, so validate before declaring the weights
+  validateBayesian(
+    `${kind} '${name}'`,
+    options,
+    ['inChannels', 'outChannels', ...GEOMETRY_OPTION_NAMES],
+    [
+      positiveInt('inChannels', options.inChannels),
+      positiveInt('outChannels', options.outChannels),
+      ...geometryChecks(options, rank),
+      divisibleCheck('inChannels', options.inChannels, options.groups ?? 1),
+      divisibleCheck('outChannels', options.outChannels, options.groups ?? 1),
+    ],
+  );
   const g = geometryOf(options, rank);
   const inC = options.inChannels;
   const outC = options.outChannels;
   const useBias = options.bias ?? true;
-  const kernelShape = [...g.kernel, inC / g.groups, outC];
-
-  const outputShape = (inputShape: Shape, path?: string): Shape => {
-    const out = checkSpatial(path ?? name, g, inputShape, inC, 1);
-    return [inputShape[0] as number, ...out, outC];
-  };
 
   const checkInput = (x: tf.Tensor, path: string, batched: boolean): void => {
     if (!(x instanceof tf.Tensor)) {
@@ -355,49 +328,31 @@ function makeBayesianConv<R extends ConvRank>(
     else checkSpatial(path, g, x.shape, inC, 1);
   };
 
-  const forward = (weights: ConvWeights, x: tf.Tensor): tf.Tensor =>
-    tidy(() => {
-      const y = convLeading(x, weights.kernel, g);
-      return weights.bias ? tf.add(y, weights.bias) : y;
-    });
-
-  const steps = kernelBiasLayer<BayesianConvParams, ConvWeights>({
-    name,
-    r,
-    kernelShape,
-    biasShape: useBias ? [outC] : undefined,
-    forward,
-    checkInput,
-  });
-
-  const applyBatched = steps.applyBatched((x, w, ctx) =>
-    sampledConv(x, w.kernel, w.bias, g, ctx.batched),
-  );
-
-  const layer: BayesianConvLayer = {
-    name,
+  return bayesianLayer({
     kind,
-    config: Object.freeze({
-      inChannels: inC,
-      outChannels: outC,
-      ...geometryConfig(g),
-      bias: useBias,
-      name,
-      ...resolvedConfig(r),
-    }),
-    outputShape,
-    init(key: Key, inputShape: Shape, path?: string) {
-      const out = outputShape(inputShape, path);
-      return { params: steps.init(key), outputShape: out };
+    name,
+    options,
+    rhoDefault:
+      rank === 1
+        ? BAYESIAN_DEFAULTS.posteriorRhoInitLinear
+        : BAYESIAN_DEFAULTS.posteriorRhoInitOther,
+    config: { inChannels: inC, outChannels: outC, ...geometryConfig(g), bias: useBias, name },
+    weights: {
+      kernel: { shape: [...g.kernel, inC / g.groups, outC], index: 0 },
+      bias: useBias ? { shape: [outC], index: 1 } : undefined,
     },
-    apply: steps.apply,
-    applyBatched,
-    klDivergence: steps.klDivergence,
-    sample: steps.sample,
-    mean: steps.mean,
-    forward,
-  };
-  return Object.freeze(layer);
+    outputShape: (inputShape: Shape, path: string): Shape => {
+      const out = checkSpatial(path, g, inputShape, inC, 1);
+      return [inputShape[0] as number, ...out, outC];
+    },
+    checkInput,
+    forward: (weights, x) =>
+      tidy(() => {
+        const y = convLeading(x, weights.kernel, g);
+        return weights.bias ? tf.add(y, weights.bias) : y;
+      }),
+    forwardSampled: (w, x, ctx) => sampledConv(x, w.kernel, w.bias, g, ctx.batched),
+  });
 }
 
 /**
@@ -424,15 +379,10 @@ function sampledConv(
   if (!batched) return convSharedInput(x, w, b, g);
   const cinG = w.shape[g.rank + 1] as number;
   if (g.rank <= 2 && cinG === 1 && tf.getBackend() !== 'cpu') return convBatchedInput(x, w, b, g);
-  const xs = tf.unstack(x);
-  const ws = tf.unstack(w);
-  const bs = b ? tf.unstack(b) : undefined;
-  return tf.stack(
-    xs.map((xi, s) => {
-      const y = convLeading(xi, ws[s] as tf.Tensor, g);
-      return bs ? tf.add(y, bs[s] as tf.Tensor) : y;
-    }),
-  );
+  return perSample({ kernel: w, bias: b }, x, true, (ws, xi) => {
+    const y = convLeading(xi, ws.kernel, g);
+    return ws.bias ? tf.add(y, ws.bias) : y;
+  });
 }
 
 /**
@@ -555,40 +505,26 @@ function makeConv<R extends ConvRank>(rank: R, options: ConvOptions<R>): Layer<C
     return p.bias ? tf.add(y, p.bias) : y;
   };
 
-  const layer: Layer<ConvParams> = {
-    name,
+  return deterministicLayer({
     kind,
-    config: Object.freeze({ filters, ...geometryConfig(g), bias: useBias, name }),
+    name,
+    config: { filters, ...geometryConfig(g), bias: useBias },
     outputShape,
-    init(key: Key, inputShape: Shape, path?: string) {
-      const out = outputShape(inputShape, path);
-      const inC = inChannelsOf(inputShape, path ?? name);
+    init(key: Key, inputShape: Shape, path: string): ConvParams {
+      const inC = inChannelsOf(inputShape, path);
       const receptive = g.kernel.reduce((a, b) => a * b, 1);
       // Glorot-uniform, as dense (Keras's fans for a grouped filter [...k, in/groups, out])
       const limit = Math.sqrt(6 / (receptive * (inC / g.groups) + receptive * filters));
-      const params = tidy(() => {
-        const kernel = uniform(
-          foldIn(key, 0),
-          [...g.kernel, inC / g.groups, filters],
-          -limit,
-          limit,
-        );
-        return useBias ? { kernel, bias: tf.zeros([filters]) } : { kernel };
-      });
-      return { params: freezeTree(params) as ConvParams, outputShape: out };
+      const kernel = uniform(foldIn(key, 0), [...g.kernel, inC / g.groups, filters], -limit, limit);
+      return useBias ? { kernel, bias: tf.zeros([filters]) } : { kernel };
     },
-    apply: (p, x, ctx) =>
-      tidy(() => ({ out: forward(p, x, ctxPath(ctx, name), 1), kl: tf.scalar(0) })),
-    applyBatched: (p, x, ctx) =>
-      tidy(() => ({
-        // the samples fold into the batch axis: one conv
-        out: forward(p, x, ctxPath(ctx, name), ctx.batched ? 2 : 1),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
-    klDivergence: () => tf.scalar(0),
-  };
-  return Object.freeze(layer);
+    forward: (p, x: tf.Tensor, ctx) => forward(p, x, ctx.path, 1),
+    // the samples fold into the batch axis: one conv
+    batch: (p, x, ctx) => ({
+      out: forward(p, x, ctx.path, ctx.batched ? 2 : 1),
+      batched: ctx.batched,
+    }),
+  });
 }
 
 /**

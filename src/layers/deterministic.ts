@@ -5,55 +5,25 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import { bernoulli, bernoulliArray, foldIn, uniform, type Key } from '../params/random';
-import { freeze as freezeTree } from '../params/tree';
-import { ctxPath } from './bayesian';
 import { check, inRange, isBool, knownKeys, positiveInt, validate } from './config';
 import { MissingKeyError, ParamError, ShapeError, fmtShape } from './errors';
-import type { Applied, ApplyCtx, AppliedBatched, BatchCtx, Layer, Shape } from './types';
+import { deterministicLayer, type EmptyParams } from './stateless';
+import type { Layer, Shape } from './types';
 
-type Empty = Readonly<Record<string, never>>;
-const EMPTY: Empty = Object.freeze({});
+type Empty = EmptyParams;
 
-/** The batch rule of a layer that works on any leading dimensions: apply it as it is. */
-function leadingAgnostic(f: (x: tf.Tensor) => tf.Tensor) {
-  return (_p: unknown, x: tf.Tensor, ctx: BatchCtx): AppliedBatched<tf.Tensor> =>
-    tidy(() => ({
-      out: f(x),
-      kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-      batched: ctx.batched,
-    }));
-}
-
-interface StatelessOptions {
-  readonly name: string;
-  readonly kind: string;
-  readonly config?: Record<string, unknown>;
-  readonly outputShape?: (s: Shape, path: string) => Shape;
-  /** Whether `f` works unchanged on inputs with extra leading (sample) dimensions. */
-  readonly batchAgnostic?: boolean;
-}
-
-function stateless(
-  f: (x: tf.Tensor, path: string) => tf.Tensor,
-  o: StatelessOptions,
+/** An element-wise (or last-axis) function as a parameter-free layer that works on any leading axes. */
+function elementwise(
+  kind: string,
+  opts: { name?: string } | undefined,
+  f: (x: tf.Tensor) => tf.Tensor,
 ): Layer<Empty> {
-  const outputShape = (s: Shape, path?: string): Shape =>
-    o.outputShape ? o.outputShape(s, path ?? o.name) : s;
-  const layer: Layer<Empty> = {
-    name: o.name,
-    kind: o.kind,
-    config: Object.freeze({ name: o.name, ...(o.config ?? {}) }),
-    outputShape,
-    init: (_key: Key, inputShape: Shape, path?: string) => ({
-      params: EMPTY,
-      outputShape: outputShape(inputShape, path),
-    }),
-    apply: (_p: Empty, x: tf.Tensor, ctx?: ApplyCtx): Applied<tf.Tensor> =>
-      tidy(() => ({ out: f(x, ctxPath(ctx, o.name)), kl: tf.scalar(0) })),
-    klDivergence: () => tf.scalar(0),
-    ...(o.batchAgnostic ? { applyBatched: leadingAgnostic((x) => f(x, o.name)) } : {}),
-  };
-  return Object.freeze(layer);
+  return deterministicLayer({
+    kind,
+    name: nameOf(opts, kind),
+    forward: (_p: Empty, x: tf.Tensor) => f(x),
+    batch: 'leading',
+  });
 }
 
 const nameOf = (opts: { name?: string } | undefined, dflt: string): string => opts?.name ?? dflt;
@@ -67,7 +37,7 @@ const nameOf = (opts: { name?: string } | undefined, dflt: string): string => op
  * ```
  */
 export const relu = (opts?: { name?: string }): Layer<Empty> =>
-  stateless((x) => tf.relu(x), { name: nameOf(opts, 'relu'), kind: 'relu', batchAgnostic: true });
+  elementwise('relu', opts, (x) => tf.relu(x));
 
 /**
  * `tanh(opts?) -> Layer`.
@@ -78,7 +48,7 @@ export const relu = (opts?: { name?: string }): Layer<Empty> =>
  * ```
  */
 export const tanh = (opts?: { name?: string }): Layer<Empty> =>
-  stateless((x) => tf.tanh(x), { name: nameOf(opts, 'tanh'), kind: 'tanh', batchAgnostic: true });
+  elementwise('tanh', opts, (x) => tf.tanh(x));
 
 /**
  * `sigmoid(opts?) -> Layer`.
@@ -89,11 +59,7 @@ export const tanh = (opts?: { name?: string }): Layer<Empty> =>
  * ```
  */
 export const sigmoid = (opts?: { name?: string }): Layer<Empty> =>
-  stateless((x) => tf.sigmoid(x), {
-    name: nameOf(opts, 'sigmoid'),
-    kind: 'sigmoid',
-    batchAgnostic: true,
-  });
+  elementwise('sigmoid', opts, (x) => tf.sigmoid(x));
 
 /**
  * `softplus(opts?) -> Layer`: `log(1 + exp(x))`.
@@ -104,11 +70,7 @@ export const sigmoid = (opts?: { name?: string }): Layer<Empty> =>
  * ```
  */
 export const softplus = (opts?: { name?: string }): Layer<Empty> =>
-  stateless((x) => tf.softplus(x), {
-    name: nameOf(opts, 'softplus'),
-    kind: 'softplus',
-    batchAgnostic: true,
-  });
+  elementwise('softplus', opts, (x) => tf.softplus(x));
 
 /**
  * `softmax(opts?) -> Layer`: softmax over the last axis.
@@ -119,11 +81,7 @@ export const softplus = (opts?: { name?: string }): Layer<Empty> =>
  * ```
  */
 export const softmax = (opts?: { name?: string }): Layer<Empty> =>
-  stateless((x) => tf.softmax(x), {
-    name: nameOf(opts, 'softmax'),
-    kind: 'softmax',
-    batchAgnostic: true,
-  });
+  elementwise('softmax', opts, (x) => tf.softmax(x));
 
 /**
  * `logSoftmax(opts?) -> Layer`: log-softmax over the last axis.
@@ -135,11 +93,7 @@ export const softmax = (opts?: { name?: string }): Layer<Empty> =>
  */
 export const logSoftmax = (opts?: { name?: string }): Layer<Empty> =>
   // logits - logSumExp rather than tf.logSoftmax (a customGrad with `save`: see likelihoods.ts)
-  stateless((x) => tf.sub(x, tf.logSumExp(x, -1, true)), {
-    name: nameOf(opts, 'logSoftmax'),
-    kind: 'logSoftmax',
-    batchAgnostic: true,
-  });
+  elementwise('logSoftmax', opts, (x) => tf.sub(x, tf.logSumExp(x, -1, true)));
 
 /**
  * `flatten(opts?) -> Layer`: `[batch, d1, d2, ...] -> [batch, d1 * d2 * ...]`.
@@ -160,21 +114,17 @@ export function flatten(opts?: { name?: string }): Layer<Empty> {
     }
     return [s[0] as number, rest.reduce((a, b) => a * b, 1)];
   };
-  const base = stateless((x) => tf.reshape(x, [x.shape[0] as number, -1]), {
-    name,
+  return deterministicLayer({
     kind: 'flatten',
+    name,
     outputShape,
-  });
-  return Object.freeze({
-    ...base,
-    applyBatched: (_p: Empty, x: tf.Tensor, ctx: BatchCtx): AppliedBatched<tf.Tensor> =>
-      tidy(() => ({
-        out: ctx.batched
-          ? tf.reshape(x, [x.shape[0] as number, x.shape[1] as number, -1])
-          : tf.reshape(x, [x.shape[0] as number, -1]),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
+    forward: (_p: Empty, x: tf.Tensor) => tf.reshape(x, [x.shape[0] as number, -1]),
+    batch: (_p, x, ctx) => ({
+      out: ctx.batched
+        ? tf.reshape(x, [x.shape[0] as number, x.shape[1] as number, -1])
+        : tf.reshape(x, [x.shape[0] as number, -1]),
+      batched: ctx.batched,
+    }),
   });
 }
 
@@ -241,32 +191,20 @@ export function dense(options: DenseOptions): Layer<DenseParams> {
     if (p.bias) y = tf.add(y, p.bias);
     return tf.reshape(y, [...lead, units]);
   };
-  const layer: Layer<DenseParams> = {
-    name,
+  return deterministicLayer({
     kind: 'dense',
-    config: Object.freeze({ units, bias: useBias, name }),
+    name,
+    config: { units, bias: useBias },
     outputShape,
-    init(key: Key, inputShape: Shape, path?: string) {
-      const out = outputShape(inputShape, path);
+    init(key: Key, inputShape: Shape): DenseParams {
       const inF = inputShape[inputShape.length - 1] as number;
       const limit = Math.sqrt(6 / (inF + units));
-      const params = tidy(() => {
-        const kernel = uniform(foldIn(key, 0), [inF, units], -limit, limit);
-        return useBias ? { kernel, bias: tf.zeros([units]) } : { kernel };
-      });
-      return { params: freezeTree(params) as DenseParams, outputShape: out };
+      const kernel = uniform(foldIn(key, 0), [inF, units], -limit, limit);
+      return useBias ? { kernel, bias: tf.zeros([units]) } : { kernel };
     },
-    apply: (p, x, ctx) =>
-      tidy(() => ({ out: forward(p, x, ctxPath(ctx, name)), kl: tf.scalar(0) })),
-    applyBatched: (p, x, ctx) =>
-      tidy(() => ({
-        out: forward(p, x, ctxPath(ctx, name)),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
-    klDivergence: () => tf.scalar(0),
-  };
-  return Object.freeze(layer);
+    forward: (p, x: tf.Tensor, ctx) => forward(p, x, ctx.path),
+    batch: 'leading',
+  });
 }
 
 /**
@@ -292,36 +230,25 @@ export function dropout(options: { dropRate: number; name?: string }): Layer<Emp
     if (key === undefined) throw new MissingKeyError(path, 'dropout in training mode');
     return tf.div(tf.mul(x, bernoulli(key, x.shape, keepProb)), keepProb);
   };
-  const layer: Layer<Empty> = {
-    name,
+  return deterministicLayer({
     kind: 'dropout',
-    config: Object.freeze({ dropRate, name }),
-    outputShape: (s) => s,
-    init: (_k, s) => ({ params: EMPTY, outputShape: s }),
-    apply: (_p, x, ctx) =>
-      tidy(() => ({
-        out: ctx?.training && dropRate > 0 ? mask(ctx.key, x, ctxPath(ctx, name)) : tf.clone(x),
-        kl: tf.scalar(0),
-      })),
-    applyBatched: (_p, x, ctx) =>
-      tidy(() => {
-        const S = ctx.numSamples;
-        if (!ctx.training || dropRate === 0) {
-          return { out: tf.clone(x), kl: tf.zeros([S]) as tf.Tensor1D, batched: ctx.batched };
-        }
-        const path = ctxPath(ctx, name);
-        if (ctx.keys === undefined) throw new MissingKeyError(path, 'dropout in training mode');
-        // sample s uses keys[s], exactly as apply would: one mask per sample, uploaded once
-        const inner = ctx.batched ? x.shape.slice(1) : x.shape;
-        const n = inner.reduce((a, b) => a * b, 1);
-        const buf = new Float32Array(S * n);
-        ctx.keys.forEach((k, s) => buf.set(bernoulliArray(k, n, keepProb), s * n));
-        const m = tf.tensor(buf, [S, ...inner]);
-        return { out: tf.div(tf.mul(x, m), keepProb), kl: tf.zeros([S]) as tf.Tensor1D };
-      }),
-    klDivergence: () => tf.scalar(0),
-  };
-  return Object.freeze(layer);
+    name,
+    config: { dropRate },
+    forward: (_p: Empty, x: tf.Tensor, ctx) =>
+      ctx.training && dropRate > 0 ? mask(ctx.key, x, ctx.path) : tf.clone(x),
+    batch: (_p, x, ctx) => {
+      if (!ctx.training || dropRate === 0) return { out: tf.clone(x), batched: ctx.batched };
+      if (ctx.keys === undefined) throw new MissingKeyError(ctx.path, 'dropout in training mode');
+      // sample s uses keys[s], exactly as apply would: one mask per sample, uploaded once
+      const S = ctx.numSamples;
+      const inner = ctx.batched ? x.shape.slice(1) : x.shape;
+      const n = inner.reduce((a, b) => a * b, 1);
+      const buf = new Float32Array(S * n);
+      ctx.keys.forEach((k, s) => buf.set(bernoulliArray(k, n, keepProb), s * n));
+      const m = tf.tensor(buf, [S, ...inner]);
+      return { out: tf.div(tf.mul(x, m), keepProb), batched: true };
+    },
+  });
 }
 
 /** Options of `fn`. */
@@ -349,13 +276,13 @@ export function fn(f: (x: tf.Tensor) => tf.Tensor, opts: FnOptions = {}): Layer<
     throw new TypeError(`fn: expected a function (x: tf.Tensor) => tf.Tensor, got ${typeof f}.`);
   }
   const name = opts.name ?? 'fn';
-  return stateless((x) => f(x), {
-    name,
+  const os = opts.outputShape;
+  return deterministicLayer({
     kind: 'fn',
-    ...(opts.outputShape ? { outputShape: opts.outputShape } : {}),
-    batchAgnostic: opts.batchAgnostic ?? false,
+    name,
+    ...(os ? { outputShape: (s: Shape) => os(s) } : {}),
+    forward: (_p: Empty, x: tf.Tensor) => f(x),
+    batch: opts.batchAgnostic ? 'leading' : 'loop',
   });
 }
 
-export { EMPTY as emptyParams };
-export type { Empty as EmptyParams };

@@ -3,14 +3,56 @@ export type {
   NoiseFn,
   ApplyCtx,
   Applied,
-  BatchCtx,
-  AppliedBatched,
-  BatchRule,
   Layer,
   AnyLayer,
+  ParamsOf,
+  InputOf,
+  OutputOf,
+  InputShapeOf,
+  OutputShapeOf,
 } from './types';
 export { ConfigError, ShapeError, MissingKeyError, ParamError } from './errors';
-export { BAYESIAN_DEFAULTS, type BayesianOptions, type ResolvedBayesian } from './bayesian';
+export {
+  BAYESIAN_DEFAULTS,
+  BAYESIAN_OPTION_NAMES,
+  bayesianLayer,
+  validateBayesian,
+  resolveMode,
+  type BayesianOptions,
+  type ResolvedBayesian,
+  type BayesianLayer,
+  type BayesianLayerSpec,
+  type WeightDecl,
+  type WeightDecls,
+  type PosteriorsOf,
+  type WeightsOf,
+  type SampledCtx,
+  type SampleCtx,
+  type KlSelection,
+} from './bayesian';
+export {
+  deterministicLayer,
+  EMPTY as emptyParams,
+  type EmptyParams,
+  type DeterministicSpec,
+  type DeterministicBatch,
+  type ForwardCtx,
+  type ForwardBatchCtx,
+} from './stateless';
+export {
+  applyLayerBatched,
+  loopBatched,
+  tileSamples,
+  perSample,
+  leadingAxesRule,
+  sampledAffine,
+  sampleKeys,
+  childBatchCtx,
+  zeroKl,
+  type BatchCtx,
+  type AppliedBatched,
+  type BatchRule,
+} from './batching';
 export {
   bayesianLinear,
   type BayesianLinearOptions,
@@ -39,10 +81,10 @@ export {
   fanOut,
   fanInConcat,
   fanInSum,
-  applyLayerBatched,
-  tileSamples,
   type CombinatorOptions,
   type CombinatorParams,
+  type LayerRecord,
+  type ParamsRecord,
 } from './combinators';
 export {
   bayesianConv1d,

@@ -5,20 +5,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import type { GaussianParams } from '../params/distributions';
-import type { Key } from '../params/random';
 import {
   BAYESIAN_DEFAULTS,
-  BAYESIAN_OPTION_NAMES,
-  bayesianChecks,
-  resolveBayesian,
-  resolvedConfig,
+  bayesianLayer,
+  type BayesianLayer,
   type BayesianOptions,
-  kernelBiasLayer,
 } from './bayesian';
-import { sampledAffine } from './batched';
-import { isBool, knownKeys, positiveInt, validate } from './config';
+import { sampledAffine } from './batching';
+import { isBool, positiveInt, validate } from './config';
 import { ShapeError, fmtShape } from './errors';
-import type { Layer, NoiseFn, Shape } from './types';
+import type { Shape } from './types';
 
 /** Options of `bayesianLinear` (the reference's `BayesianLinear` arguments, camelCased). */
 export interface BayesianLinearOptions extends BayesianOptions {
@@ -44,24 +40,8 @@ export type LinearWeights = {
   readonly bias?: tf.Tensor;
 };
 
-/** `bayesianLinear` is a `Layer` with its three steps exposed. */
-export interface BayesianLinearLayer extends Layer<BayesianLinearParams> {
-  /** `sample(params, key, ctx?) -> { weights, kl }`: one posterior sample of the weights and its KL. */
-  sample(
-    params: BayesianLinearParams,
-    key: Key | undefined,
-    ctx?: { noise?: NoiseFn; path?: string; computeKl?: boolean },
-  ): {
-    weights: LinearWeights;
-    kl: tf.Scalar;
-  };
-  /** `mean(params) -> weights`: the posterior means (the frozen weights). */
-  mean(params: BayesianLinearParams): LinearWeights;
-  /** `forward(weights, x) -> y`: `x W + b` for `x` of shape `[..., in]`. */
-  forward(weights: LinearWeights, x: tf.Tensor): tf.Tensor;
-}
-
-const OPTION_NAMES = ['inFeatures', 'outFeatures', 'bias', 'name', ...BAYESIAN_OPTION_NAMES];
+/** `bayesianLinear` is a `Layer` with its three steps exposed (`sample` / `mean` / `forward`). */
+export type BayesianLinearLayer = BayesianLayer<BayesianLinearParams, LinearWeights>;
 
 /**
  * `bayesianLinear(options) -> Layer`: a Bayes-by-Backprop linear layer.
@@ -80,27 +60,21 @@ const OPTION_NAMES = ['inFeatures', 'outFeatures', 'bias', 'name', ...BAYESIAN_O
  */
 export function bayesianLinear(options: BayesianLinearOptions): BayesianLinearLayer {
   const name = options?.name ?? 'bayesianLinear';
-  const where = `bayesianLinear '${name}'`;
   if (options === null || typeof options !== 'object') {
-    validate(where, [positiveInt('inFeatures', undefined), positiveInt('outFeatures', undefined)]);
+    validate(`bayesianLinear '${name}'`, [
+      positiveInt('inFeatures', undefined),
+      positiveInt('outFeatures', undefined),
+    ]);
   }
-  validate(where, [
-    knownKeys(options, OPTION_NAMES),
-    positiveInt('inFeatures', options.inFeatures),
-    positiveInt('outFeatures', options.outFeatures),
-    isBool('bias', options.bias ?? true),
-    ...bayesianChecks(options),
-  ]);
-  const r = resolveBayesian(options, BAYESIAN_DEFAULTS.posteriorRhoInitLinear, where);
   const inF = options.inFeatures;
   const outF = options.outFeatures;
   const useBias = options.bias ?? true;
 
-  const outputShape = (inputShape: Shape, path?: string): Shape => {
+  const outputShape = (inputShape: Shape, path: string): Shape => {
     const last = inputShape[inputShape.length - 1];
     if (inputShape.length < 1 || last !== inF) {
       throw new ShapeError(
-        path ?? name,
+        path,
         `expected input of shape [..., ${inF}] (inFeatures = ${inF}), got ${fmtShape(inputShape)}.`,
       );
     }
@@ -123,53 +97,39 @@ export function bayesianLinear(options: BayesianLinearOptions): BayesianLinearLa
     }
   };
 
-  const forward = (weights: LinearWeights, x: tf.Tensor): tf.Tensor =>
-    tidy(() => {
-      const lead = x.shape.slice(0, -1);
-      let y = tf.matMul(tf.reshape(x, [-1, inF]), weights.kernel as tf.Tensor2D) as tf.Tensor;
-      if (weights.bias) y = tf.add(y, weights.bias);
-      return tf.reshape(y, [...lead, outF]);
-    });
-
-  const steps = kernelBiasLayer<BayesianLinearParams, LinearWeights>({
-    name,
-    r,
-    kernelShape: [inF, outF],
-    biasShape: useBias ? [outF] : undefined,
-    forward,
-    checkInput,
-  });
-
-  // x [S, M, in] (or shared [M, in]) through the S sampled kernels in one batched matmul
-  const applyBatched = steps.applyBatched((x, w, ctx) => {
-    const S = ctx.numSamples;
-    const lead = ctx.batched ? x.shape.slice(1, -1) : x.shape.slice(0, -1);
-    const xs = ctx.batched ? tf.reshape(x, [S, -1, inF]) : tf.reshape(x, [-1, inF]);
-    const y = sampledAffine(xs, w.kernel as tf.Tensor3D, w.bias as tf.Tensor2D | undefined);
-    return tf.reshape(y, [S, ...lead, outF]);
-  });
-
-  const layer: BayesianLinearLayer = {
-    name,
+  return bayesianLayer({
     kind: 'bayesianLinear',
-    config: Object.freeze({
-      inFeatures: inF,
-      outFeatures: outF,
-      bias: useBias,
-      name,
-      ...resolvedConfig(r),
-    }),
-    outputShape,
-    init(key: Key, inputShape: Shape, path?: string) {
-      const out = outputShape(inputShape, path);
-      return { params: steps.init(key), outputShape: out };
+    name,
+    options,
+    optionNames: ['inFeatures', 'outFeatures', 'bias', 'name'],
+    checks: [
+      positiveInt('inFeatures', inF),
+      positiveInt('outFeatures', outF),
+      isBool('bias', useBias),
+    ],
+    rhoDefault: BAYESIAN_DEFAULTS.posteriorRhoInitLinear,
+    config: { inFeatures: inF, outFeatures: outF, bias: useBias, name },
+    weights: {
+      kernel: { shape: [inF, outF], index: 0 },
+      bias: useBias ? { shape: [outF], index: 1 } : undefined,
     },
-    apply: steps.apply,
-    applyBatched,
-    klDivergence: steps.klDivergence,
-    sample: steps.sample,
-    mean: steps.mean,
-    forward,
-  };
-  return Object.freeze(layer);
+    outputShape,
+    checkInput,
+    forward: (weights, x) =>
+      tidy(() => {
+        const lead = x.shape.slice(0, -1);
+        let y = tf.matMul(tf.reshape(x, [-1, inF]), weights.kernel as tf.Tensor2D) as tf.Tensor;
+        if (weights.bias) y = tf.add(y, weights.bias);
+        return tf.reshape(y, [...lead, outF]);
+      }),
+    // x [S, M, in] (or shared [M, in]) through the S sampled kernels in one batched matmul
+    forwardSampled: (w, x, ctx) =>
+      tidy(() => {
+        const S = ctx.numSamples;
+        const lead = ctx.batched ? x.shape.slice(1, -1) : x.shape.slice(0, -1);
+        const xs = ctx.batched ? tf.reshape(x, [S, -1, inF]) : tf.reshape(x, [-1, inF]);
+        const y = sampledAffine(xs, w.kernel as tf.Tensor3D, w.bias as tf.Tensor2D | undefined);
+        return tf.reshape(y, [S, ...lead, outF]);
+      }),
+  });
 }

@@ -18,15 +18,12 @@
  * and unfolded; an input without the sample axis is pooled as it is and stays un-batched.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { tidy } from '../params/scope';
-import type { Key } from '../params/random';
-import { ctxPath } from './bayesian';
 import { check, knownKeys, validate, type Check } from './config';
 import { ShapeError, fmtShape } from './errors';
-import type { Applied, ApplyCtx, AppliedBatched, BatchCtx, Layer, Shape } from './types';
+import { deterministicLayer, type EmptyParams } from './stateless';
+import type { Layer, Shape } from './types';
 
-type Empty = Readonly<Record<string, never>>;
-const EMPTY: Empty = Object.freeze({});
+type Empty = EmptyParams;
 
 /** Padding of a pooling layer: `'valid'`, `'same'`, or cells per side (one int or one per axis). */
 export type PoolPadding = 'valid' | 'same' | number | readonly number[];
@@ -292,34 +289,21 @@ function makePool(rank: Rank, type: PoolType, options: PoolOptions): PoolLayer {
     return leadRank === 1 ? y : tf.reshape(y, [...lead, ...y.shape.slice(1)]);
   };
 
-  const layer: PoolLayer = {
-    name,
+  return deterministicLayer({
     kind,
-    config: Object.freeze({
-      name,
+    name,
+    config: {
       poolSize: Object.freeze([...resolved.k]),
       stride: Object.freeze([...resolved.s]),
       padding:
         typeof resolved.padding === 'string'
           ? resolved.padding
           : Object.freeze([...resolved.padding]),
-    }),
+    },
     outputShape,
-    init: (_key: Key, inputShape: Shape, path?: string) => ({
-      params: EMPTY,
-      outputShape: outputShape(inputShape, path),
-    }),
-    apply: (_p: Empty, x: tf.Tensor, ctx?: ApplyCtx): Applied<tf.Tensor> =>
-      tidy(() => ({ out: pool(x, 1, ctxPath(ctx, name)), kl: tf.scalar(0) })),
-    applyBatched: (_p: Empty, x: tf.Tensor, ctx: BatchCtx): AppliedBatched<tf.Tensor> =>
-      tidy(() => ({
-        out: pool(x, ctx.batched ? 2 : 1, ctxPath(ctx, name)),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
-    klDivergence: () => tf.scalar(0),
-  };
-  return Object.freeze(layer);
+    forward: (_p: Empty, x: tf.Tensor, ctx) => pool(x, 1, ctx.path),
+    batch: (_p, x, ctx) => ({ out: pool(x, ctx.batched ? 2 : 1, ctx.path), batched: ctx.batched }),
+  });
 }
 
 /**
@@ -438,24 +422,11 @@ export function globalAvgPool(options: { name?: string } = {}): PoolLayer {
     const axes = Array.from({ length: x.rank - 1 - leadRank }, (_, i) => leadRank + i);
     return tf.mean(x, axes);
   };
-  const layer: PoolLayer = {
-    name,
+  return deterministicLayer({
     kind: 'globalAvgPool',
-    config: Object.freeze({ name }),
+    name,
     outputShape,
-    init: (_key: Key, inputShape: Shape, path?: string) => ({
-      params: EMPTY,
-      outputShape: outputShape(inputShape, path),
-    }),
-    apply: (_p: Empty, x: tf.Tensor, ctx?: ApplyCtx): Applied<tf.Tensor> =>
-      tidy(() => ({ out: pool(x, 1, ctxPath(ctx, name)), kl: tf.scalar(0) })),
-    applyBatched: (_p: Empty, x: tf.Tensor, ctx: BatchCtx): AppliedBatched<tf.Tensor> =>
-      tidy(() => ({
-        out: pool(x, ctx.batched ? 2 : 1, ctxPath(ctx, name)),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
-    klDivergence: () => tf.scalar(0),
-  };
-  return Object.freeze(layer);
+    forward: (_p: Empty, x: tf.Tensor, ctx) => pool(x, 1, ctx.path),
+    batch: (_p, x, ctx) => ({ out: pool(x, ctx.batched ? 2 : 1, ctx.path), batched: ctx.batched }),
+  });
 }

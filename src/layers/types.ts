@@ -2,12 +2,18 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Key } from '../params/random';
 import type { ParamTree } from '../params/tree';
+import type { BatchRule } from './batching';
 
 /** A shape; the batch dimension is written as -1. */
 export type Shape = readonly number[];
 
-/** Substitute noise: return `eps` for the weight at `path` (e.g. `'dense1.kernel'`), or undefined. */
-export type NoiseFn = (path: string, shape: Shape) => tf.Tensor | undefined;
+/**
+ * Substitute noise: return the standard-normal noise `eps` (a tensor of the weight's own `shape`)
+ * for the weight at `path` (e.g. `'hidden.kernel'`) in posterior sample number `sample`, or
+ * undefined to draw it from the key. `sample` is 0 for a single `apply`, and `s` for sample `s` of
+ * `vmapSamples` and `loopSamples` (both ask for the same noise, so they agree).
+ */
+export type NoiseFn = (path: string, shape: Shape, sample: number) => tf.Tensor | undefined;
 
 /** What `apply` receives besides params and input. */
 export interface ApplyCtx {
@@ -19,6 +25,11 @@ export interface ApplyCtx {
   readonly training?: boolean;
   /** Substitute the standard-normal noise of a weight (tests, parity with other libraries). */
   readonly noise?: NoiseFn;
+  /**
+   * The index of this posterior sample (default 0): what `ctx.noise` receives. `loopSamples` and
+   * the batched pass's loop fallback set it; there is no need to set it by hand.
+   */
+  readonly sample?: number;
   /** The layer's path in the model (set by combinators; used in errors and by `noise`). */
   readonly path?: string;
   /**
@@ -33,30 +44,6 @@ export interface Applied<Out> {
   readonly out: Out;
   readonly kl: tf.Scalar;
 }
-
-/** The context of a batched (vmapped) application over `numSamples` posterior samples. */
-export interface BatchCtx extends Omit<ApplyCtx, 'key'> {
-  /** One key per sample (sample `s` of `vmapSamples` uses `foldIn(key, s)`); absent in mean mode. */
-  readonly keys?: readonly Key[];
-  readonly numSamples: number;
-  /** Whether the input already has the leading sample axis `[S, ...]`. */
-  readonly batched: boolean;
-}
-
-/** The output `[S, ...]` and the per-sample KL `[S]` of a batched application. */
-export interface AppliedBatched<Out> {
-  readonly out: Out;
-  readonly kl: tf.Tensor1D;
-  /**
-   * Whether `out` has the leading sample axis. Default true. A deterministic layer applied to an
-   * input without it (e.g. `flatten` before the first Bayesian layer) returns false and saves the
-   * S-fold copy; `vmapSamples` tiles at the end if needed.
-   */
-  readonly batched?: boolean;
-}
-
-/** A rule that applies a layer to `S` posterior samples at once. */
-export type BatchRule<P, In, Out> = (params: P, x: In, ctx: BatchCtx) => AppliedBatched<Out>;
 
 /**
  * A layer: pure functions over an explicit parameter tree. Nothing is stored on it but its
@@ -96,3 +83,28 @@ export interface Layer<
 /** Any layer, whatever its parameter and input types. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyLayer = Layer<any, any, any, any, any>;
+
+/** The parameter tree type of a layer: `ParamsOf<typeof model>`. */
+export type ParamsOf<L> = L extends Layer<infer P, infer _I, infer _O, infer _IS, infer _OS>
+  ? P
+  : never;
+
+/** The input type of a layer. */
+export type InputOf<L> = L extends Layer<infer _P, infer I, infer _O, infer _IS, infer _OS>
+  ? I
+  : never;
+
+/** The output type of a layer. */
+export type OutputOf<L> = L extends Layer<infer _P, infer _I, infer O, infer _IS, infer _OS>
+  ? O
+  : never;
+
+/** The input-shape type of a layer. */
+export type InputShapeOf<L> = L extends Layer<infer _P, infer _I, infer _O, infer IS, infer _OS>
+  ? IS
+  : never;
+
+/** The output-shape type of a layer. */
+export type OutputShapeOf<L> = L extends Layer<infer _P, infer _I, infer _O, infer _IS, infer OS>
+  ? OS
+  : never;

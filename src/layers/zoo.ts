@@ -85,9 +85,7 @@ const lenetStage = (s: number): number => (s >= 5 ? Math.floor((s - 4) / 2) : 0)
  * const loss = elbo(model, softmaxCrossEntropy());
  * ```
  */
-export function bayesianLeNet5(
-  options: BayesianLeNet5Options = {},
-): Layer<CombinatorParams, tf.Tensor, tf.Tensor, Shape, Shape> {
+export function bayesianLeNet5(options: BayesianLeNet5Options = {}) {
   const o = options ?? {};
   const name = o.name ?? 'lenet5';
   const inChannels = o.inChannels ?? 1;
@@ -295,9 +293,7 @@ function heFanOutInit(conv: AnyLayer, fanOut: number): AnyLayer {
  * const { params } = small.init(random.key(0), [-1, 32, 32, 3]);
  * ```
  */
-export function bayesianVGG(
-  options: BayesianVGGOptions,
-): Layer<CombinatorParams, tf.Tensor, tf.Tensor, Shape, Shape> {
+export function bayesianVGG(options: BayesianVGGOptions) {
   const o = (options ?? {}) as BayesianVGGOptions;
   const depth = o.depth;
   const name = o.name ?? `vgg${String(depth)}`;

@@ -4,7 +4,9 @@
  * `logProb`). Every density here is a SUM over elements, returned as a scalar tensor.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { normal, type Key } from './random';
+import { normal, split, type Key } from './random';
+import { show } from '../errors';
+import { check, finite, inRange, positive, validate } from '../validation';
 
 const LOG_2PI = Math.log(2 * Math.PI);
 
@@ -74,8 +76,56 @@ export function inverseSoftplus(sigma: number): number {
   return sigma > 30 ? sigma : Math.log(Math.expm1(sigma));
 }
 
+/** `log(2 pi) / 2`. */
+const HALF_LOG_2PI = 0.5 * LOG_2PI;
+
 /**
- * `gaussianSample(params, eps) -> w`: `mu + softplus(rho) * eps` (the reparameterisation).
+ * `gaussianInit(key, shape, muInit, rhoInit, std = 0.1) -> { mu, rho }`: a fresh posterior with
+ * `mu ~ N(muInit, std^2)` and `rho ~ N(rhoInit, std^2)`, from `split(key)` (mu from the first
+ * key, rho from the second). The reference's initialisation of every Bayesian weight.
+ *
+ * @example
+ * ```ts
+ * const post = gaussianInit(random.key(0), [3, 2], 0, -7);
+ * ```
+ */
+export function gaussianInit(
+  key: Key,
+  shape: readonly number[],
+  muInit: number,
+  rhoInit: number,
+  std = 0.1,
+): GaussianParams {
+  const [kMu, kRho] = split(key);
+  return tf.tidy(() => ({
+    mu: tf.add(tf.mul(normal(kMu, shape), std), muInit),
+    rho: tf.add(tf.mul(normal(kRho, shape), std), rhoInit),
+  }));
+}
+
+/**
+ * `gaussianReparam(params, eps) -> { w, logSigma }`: the reparameterised sample
+ * `w = mu + sigma * eps` with `sigma = exp(logSoftplus(rho))`, and `log sigma` (which the Monte
+ * Carlo KL reuses). `eps` may have extra leading (sample) axes: `[S, ...shape]` gives S samples.
+ *
+ * @example
+ * ```ts
+ * const { w, logSigma } = gaussianReparam({ mu, rho }, random.normal(k, mu.shape));
+ * ```
+ */
+export function gaussianReparam(
+  p: GaussianParams,
+  eps: tf.Tensor,
+): { w: tf.Tensor; logSigma: tf.Tensor } {
+  return tf.tidy(() => {
+    const logSigma = logSoftplus(p.rho);
+    return { w: tf.add(p.mu, tf.mul(tf.exp(logSigma), eps)), logSigma };
+  });
+}
+
+/**
+ * `gaussianSample(params, eps) -> w`: `mu + softplus(rho) * eps` (the reparameterisation, as
+ * `gaussianReparam`).
  *
  * @example
  * ```ts
@@ -83,7 +133,7 @@ export function inverseSoftplus(sigma: number): number {
  * ```
  */
 export function gaussianSample(p: GaussianParams, eps: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.add(p.mu, tf.mul(softplus(p.rho), eps)));
+  return tf.tidy(() => gaussianReparam(p, eps).w);
 }
 
 /**
@@ -96,9 +146,10 @@ export function gaussianSample(p: GaussianParams, eps: tf.Tensor): tf.Tensor {
  * ```
  */
 export function gaussianDraw(p: GaussianParams, key: Key): { w: tf.Tensor; eps: tf.Tensor } {
-  const eps = normal(key, p.mu.shape);
-  const w = gaussianSample(p, eps);
-  return { w, eps };
+  return tf.tidy(() => {
+    const eps = normal(key, p.mu.shape);
+    return { w: gaussianSample(p, eps), eps };
+  });
 }
 
 /**
@@ -114,27 +165,34 @@ export function gaussianLogProb(p: GaussianParams, w: tf.Tensor): tf.Scalar {
     const sigma = softplus(p.rho);
     const z = tf.div(tf.sub(w, p.mu), sigma);
     return tf.sum(
-      tf.sub(tf.sub(tf.mul(tf.square(z), -0.5), logSoftplus(p.rho)), 0.5 * LOG_2PI),
+      tf.sub(tf.sub(tf.mul(tf.square(z), -0.5), logSoftplus(p.rho)), HALF_LOG_2PI),
     ) as tf.Scalar;
   });
 }
 
 /**
- * `gaussianLogProbAtNoise(rho, eps) -> scalar`: `log q(w)` at `w = mu + sigma * eps`, i.e.
- * `sum(-log sigma - eps^2 / 2 - log(2 pi) / 2)`. Equal to `gaussianLogProb(p, w)` with the same
- * gradient (the standardised residual is exactly `eps`), but without dividing by a tiny sigma.
+ * `gaussianLogProbAtNoise(sumLogSigma, sumEps2, n) -> log q`: `log q(w)` of a diagonal Gaussian at
+ * `w = mu + sigma * eps`, from `sum(log sigma)` (a scalar tensor, carrying the gradient), the sum
+ * of the squared noise and the number `n` of elements:
+ * `-sum(log sigma) - sum(eps^2) / 2 - n log(2 pi) / 2`. The standardised residual
+ * `(w - mu) / sigma` is exactly `eps`, so this equals `gaussianLogProb(p, w)` with the same
+ * gradient, without dividing by a tiny sigma. `sumEps2` is a number for one sample (the result is
+ * a scalar) or a tensor `[S]` for S samples (the result is `[S]`); the noise is a constant.
  *
  * @example
  * ```ts
- * const logQ = gaussianLogProbAtNoise(rho, eps);
+ * const logQ = gaussianLogProbAtNoise(tf.sum(logSoftplus(rho)), 3.2, rho.size);
  * ```
  */
-export function gaussianLogProbAtNoise(rho: tf.Tensor, eps: tf.Tensor): tf.Scalar {
-  return tf.tidy(
-    () =>
-      tf.sum(
-        tf.sub(tf.sub(tf.mul(tf.square(eps), -0.5), logSoftplus(rho)), 0.5 * LOG_2PI),
-      ) as tf.Scalar,
+export function gaussianLogProbAtNoise(
+  sumLogSigma: tf.Tensor,
+  sumEps2: number | tf.Tensor,
+  n: number,
+): tf.Tensor {
+  return tf.tidy(() =>
+    typeof sumEps2 === 'number'
+      ? tf.neg(tf.add(sumLogSigma, 0.5 * sumEps2 + n * HALF_LOG_2PI))
+      : tf.neg(tf.add(tf.mul(sumEps2, 0.5), tf.add(sumLogSigma, n * HALF_LOG_2PI))),
   );
 }
 
@@ -182,16 +240,6 @@ export interface Prior {
   klFrom?(q: GaussianParams): tf.Scalar;
 }
 
-function checkPositive(what: string, name: string, v: number, problems: string[]): void {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    problems.push(`${what}: ${name} must be a positive finite number, got ${String(v)}`);
-  }
-}
-
-function raise(problems: string[]): void {
-  if (problems.length > 0) throw new RangeError(problems.join('; ') + '.');
-}
-
 /**
  * `normalPrior(mu = 0, sigma = 1) -> Prior`: an isotropic Gaussian prior; admits the closed-form
  * KL.
@@ -202,10 +250,7 @@ function raise(problems: string[]): void {
  * ```
  */
 export function normalPrior(mu = 0, sigma = 1): Prior {
-  const problems: string[] = [];
-  checkPositive('normalPrior', 'sigma', sigma, problems);
-  if (!Number.isFinite(mu)) problems.push(`normalPrior: mu must be finite, got ${mu}`);
-  raise(problems);
+  validate('normalPrior', [finite('mu', mu), positive('sigma', sigma)]);
   const logSigma = Math.log(sigma);
   const logDensity = (w: tf.Tensor): tf.Tensor =>
     tf.tidy(() => {
@@ -230,10 +275,7 @@ export function normalPrior(mu = 0, sigma = 1): Prior {
  * ```
  */
 export function laplacePrior(loc = 0, scale = 1): Prior {
-  const problems: string[] = [];
-  checkPositive('laplacePrior', 'scale', scale, problems);
-  if (!Number.isFinite(loc)) problems.push(`laplacePrior: loc must be finite, got ${loc}`);
-  raise(problems);
+  validate('laplacePrior', [finite('loc', loc), positive('scale', scale)]);
   const logNorm = Math.log(2 * scale);
   const logDensity = (w: tf.Tensor): tf.Tensor =>
     tf.tidy(() => tf.sub(tf.div(tf.abs(tf.sub(w, loc)), -scale), logNorm));
@@ -255,13 +297,11 @@ export function laplacePrior(loc = 0, scale = 1): Prior {
  * ```
  */
 export function scaleMixturePrior(pi = 0.5, sigma1 = 1, sigma2 = 0.002): Prior {
-  const problems: string[] = [];
-  checkPositive('scaleMixturePrior', 'sigma1 (priorSigma1)', sigma1, problems);
-  checkPositive('scaleMixturePrior', 'sigma2 (priorSigma2)', sigma2, problems);
-  if (typeof pi !== 'number' || !(pi >= 0 && pi <= 1)) {
-    problems.push(`scaleMixturePrior: pi (priorPi) must be in [0, 1], got ${String(pi)}`);
-  }
-  raise(problems);
+  validate('scaleMixturePrior', [
+    inRange('pi (priorPi)', pi, 0, 1),
+    positive('sigma1 (priorSigma1)', sigma1),
+    positive('sigma2 (priorSigma2)', sigma2),
+  ]);
   if (pi === 1) return { ...normalPrior(0, sigma1), name: `scaleMixture(1, ${sigma1}, ${sigma2})` };
   if (pi === 0) return { ...normalPrior(0, sigma2), name: `scaleMixture(0, ${sigma1}, ${sigma2})` };
   const c1 = Math.log(pi) - Math.log(sigma1) - 0.5 * LOG_2PI;
@@ -298,8 +338,8 @@ export interface CustomPrior {
 
 /**
  * `toPrior(custom, where) -> Prior`: checks a user-supplied prior and wraps it so that its
- * `logProb` is always summed to a scalar. Throws a `TypeError` naming `where` if `logProb` is
- * missing.
+ * `logProb` is always summed to a scalar. Throws a `ConfigError` naming `where` (the layer
+ * path) if `logProb` is missing.
  *
  * @example
  * ```ts
@@ -307,12 +347,13 @@ export interface CustomPrior {
  * ```
  */
 export function toPrior(custom: CustomPrior, where: string): Prior {
-  if (custom === null || typeof custom !== 'object' || typeof custom.logProb !== 'function') {
-    throw new TypeError(
-      `${where}: prior must be an object with a logProb(w) method returning a tensor ` +
-        '(e.g. normalPrior(0, 1), laplacePrior(0, 1), scaleMixturePrior(0.5, 1, 0.002)).',
-    );
-  }
+  validate(where, [
+    check(
+      custom !== null && typeof custom === 'object' && typeof custom.logProb === 'function',
+      `prior must be an object with a logProb(w) method returning a tensor, got ${show(custom)} ` +
+        '(e.g. normalPrior(0, 1), laplacePrior(0, 1), scaleMixturePrior(0.5, 1, 0.002))',
+    ),
+  ]);
   const klFrom = custom.klFrom;
   // Kept so that a batched pass over S posterior samples sums the element-wise density per
   // sample in one op (normalPrior and laplacePrior have one) instead of S logProb calls.

@@ -7,19 +7,24 @@ import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import { foldIn, isKey, type Key } from '../params/random';
 import type { ParamTree } from '../params/tree';
-import { applyLayerBatched, tileSamples } from '../layers/combinators';
-import { MissingKeyError } from '../layers/errors';
-import type { AnyLayer, ApplyCtx } from '../layers/types';
+import { applyLayerBatched, sampleKeys, tileSamples } from '../layers/batching';
+import { ConfigError, MissingKeyError } from '../errors';
+import { check, positiveInt, validate } from '../validation';
+import type { AnyLayer, ApplyCtx, InputOf, OutputOf, ParamsOf } from '../layers/types';
 import type { Likelihood } from './likelihoods';
 
 /** The context of `vmapSamples`: as `ApplyCtx` (the key is split into per-sample keys). */
-export type SamplesCtx = Omit<ApplyCtx, 'path'>;
+export type SamplesCtx = Omit<ApplyCtx, 'path' | 'sample'>;
+
+/** What `vmapSamples` and `loopSamples` return: `S` outputs `[S, ...]` and their KL terms `[S]`. */
+export interface Samples<Out> {
+  readonly out: Out;
+  readonly kl: tf.Tensor1D;
+}
 
 function checkSamples(what: string, S: unknown): number {
-  if (typeof S !== 'number' || !Number.isInteger(S) || S < 1) {
-    throw new RangeError(`${what}: numSamples must be a positive integer, got ${String(S)}.`);
-  }
-  return S;
+  validate(what, [positiveInt('numSamples', S)]);
+  return S as number;
 }
 
 function checkKeyArg(what: string, key: unknown): Key | undefined {
@@ -35,50 +40,49 @@ function checkKeyArg(what: string, key: unknown): Key | undefined {
 /**
  * `vmapSamples(model, S) -> (params, x, ctx) -> { out: [S, ...], kl: [S] }`: S posterior
  * samples in one batched pass through the layers' batch rules (a loop for layers without one).
- * Sample `s` uses `foldIn(ctx.key, s)`, so `out[s]` equals `model.apply(params, x, { key:
- * foldIn(ctx.key, s) }).out` to float tolerance.
+ * Sample `s` uses `foldIn(ctx.key, s)` (and `ctx.noise` is asked for sample `s`), so `out[s]`
+ * equals `model.apply(params, x, { key: foldIn(ctx.key, s) }).out` to float tolerance. The
+ * params type is the model's.
  *
  * @example
  * ```ts
  * const { out, kl } = vmapSamples(model, 8)(params, x, { key: random.key(0) }); // out [8, batch, 1]
  * ```
  */
-export function vmapSamples<P extends ParamTree>(
-  model: AnyLayer,
+export function vmapSamples<M extends AnyLayer>(
+  model: M,
   numSamples: number,
-): (params: P, x: unknown, ctx?: SamplesCtx) => { out: tf.Tensor; kl: tf.Tensor1D } {
+): (params: ParamsOf<M>, x: InputOf<M>, ctx?: SamplesCtx) => Samples<OutputOf<M>> {
   const S = checkSamples('vmapSamples', numSamples);
   return (params, x, ctx = {}) =>
     tidy(() => {
       const key = checkKeyArg('vmapSamples', ctx.key);
-      const keys =
-        key === undefined ? undefined : Array.from({ length: S }, (_, s) => foldIn(key, s));
       const { key: _k, ...rest } = ctx;
       const r = applyLayerBatched(model, params, x, {
         ...rest,
-        keys,
+        keys: sampleKeys(key, S),
         numSamples: S,
         batched: false,
       });
-      const out = (r.batched ? r.out : tileSamples(r.out, S)) as tf.Tensor;
-      return { out, kl: r.kl };
+      return { out: r.batched ? r.out : tileSamples(r.out, S), kl: r.kl };
     });
 }
 
 /**
  * `loopSamples(model, S) -> (params, x, ctx) -> { out: [S, ...], kl: [S] }`: the same as
- * `vmapSamples` computed by S separate `apply` calls (the reference's loop). For checking and for
- * models whose batched pass would not fit in memory.
+ * `vmapSamples` computed by S separate `apply` calls (the reference's loop; call `s` gets the key
+ * `foldIn(key, s)` and `ctx.sample = s`). For checking and for models whose batched pass would not
+ * fit in memory.
  *
  * @example
  * ```ts
  * const { out } = loopSamples(model, 8)(params, x, { key: random.key(0) });
  * ```
  */
-export function loopSamples<P extends ParamTree>(
-  model: AnyLayer,
+export function loopSamples<M extends AnyLayer>(
+  model: M,
   numSamples: number,
-): (params: P, x: unknown, ctx?: SamplesCtx) => { out: tf.Tensor; kl: tf.Tensor1D } {
+): (params: ParamsOf<M>, x: InputOf<M>, ctx?: SamplesCtx) => Samples<OutputOf<M>> {
   const S = checkSamples('loopSamples', numSamples);
   return (params, x, ctx = {}) =>
     tidy(() => {
@@ -89,11 +93,12 @@ export function loopSamples<P extends ParamTree>(
         const r = model.apply(params, x, {
           ...ctx,
           key: key === undefined ? undefined : foldIn(key, s),
+          sample: s,
         });
         outs.push(r.out as tf.Tensor);
         kls.push(r.kl);
       }
-      return { out: tf.stack(outs), kl: tf.stack(kls) as tf.Tensor1D };
+      return { out: tf.stack(outs) as OutputOf<M>, kl: tf.stack(kls) as tf.Tensor1D };
     });
 }
 
@@ -126,37 +131,41 @@ export interface ElboParts {
 }
 
 function checkKlWeight(w: unknown): number {
-  if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) {
-    throw new RangeError(
-      `elbo: klWeight must be a finite number >= 0 (e.g. 1 / numExamples), got ${String(w)}.`,
-    );
-  }
-  return w;
+  validate('elbo', [
+    check(
+      typeof w === 'number' && Number.isFinite(w) && w >= 0,
+      `klWeight must be a finite number >= 0 (e.g. 1 / numExamples), got ${String(w)}`,
+    ),
+  ]);
+  return w as number;
 }
+
+/** The ELBO as a function of `{ model, likelihood }` params and a batch. */
+export type ElboFn<P extends ParamTree, In, R> = (
+  params: P,
+  x: In,
+  y: tf.Tensor,
+  key: Key,
+  klWeight: number,
+) => R;
 
 /**
  * `elboDetailed(model, likelihood, opts?) -> (params, x, y, key, klWeight) -> ElboParts`: the
  * reference's `sample_elbo` with its parts: over `numSamples` posterior draws, the mean of
  * `nll + klWeight * kl`, where `nll` is the likelihood's mean NLL of the batch and `kl` the
  * model's KL term. With a per-example NLL, `klWeight = 1 / numExamples` gives the per-example
- * negative ELBO.
+ * negative ELBO. The params type `{ model, likelihood }` is the model's and the likelihood's.
  *
  * @example
  * ```ts
  * const parts = elboDetailed(model, gaussianNll())(params, x, y, random.key(0), 1 / 442);
  * ```
  */
-export function elboDetailed<MP extends ParamTree, LP extends ParamTree>(
-  model: AnyLayer,
+export function elboDetailed<M extends AnyLayer, LP extends ParamTree>(
+  model: M,
   likelihood: Likelihood<LP>,
   opts: ElboOptions = {},
-): (
-  params: ElboParams<MP, LP>,
-  x: tf.Tensor,
-  y: tf.Tensor,
-  key: Key,
-  klWeight: number,
-) => ElboParts {
+): ElboFn<ElboParams<ParamsOf<M>, LP>, InputOf<M>, ElboParts> {
   const S = checkSamples('elbo', opts.numSamples ?? 1);
   const run = (opts.sampler ?? 'vmap') === 'vmap' ? vmapSamples(model, S) : loopSamples(model, S);
   return (params, x, y, key, klWeight) =>
@@ -175,10 +184,11 @@ export function elboDetailed<MP extends ParamTree, LP extends ParamTree>(
         );
       }
       const { out, kl } = run(params.model, x, { ...opts.ctx, key });
-      const nll = likelihood.nll(params.likelihood, out, y);
+      const predictions = out as tf.Tensor;
+      const nll = likelihood.nll(params.likelihood, predictions, y);
       const klMean = tf.mean(kl) as tf.Scalar;
       const loss = tf.add(nll, tf.mul(klMean, w)) as tf.Scalar;
-      return { loss, nll, kl: klMean, predictions: out };
+      return { loss, nll, kl: klMean, predictions };
     });
 }
 
@@ -192,18 +202,12 @@ export function elboDetailed<MP extends ParamTree, LP extends ParamTree>(
  * const { value, grads } = valueAndGrad(loss)(params, x, y, random.key(0), 1 / n);
  * ```
  */
-export function elbo<MP extends ParamTree, LP extends ParamTree>(
-  model: AnyLayer,
+export function elbo<M extends AnyLayer, LP extends ParamTree>(
+  model: M,
   likelihood: Likelihood<LP>,
   opts: ElboOptions = {},
-): (
-  params: ElboParams<MP, LP>,
-  x: tf.Tensor,
-  y: tf.Tensor,
-  key: Key,
-  klWeight: number,
-) => tf.Scalar {
-  const detailed = elboDetailed<MP, LP>(model, likelihood, opts);
+): ElboFn<ElboParams<ParamsOf<M>, LP>, InputOf<M>, tf.Scalar> {
+  const detailed = elboDetailed(model, likelihood, opts);
   return (params, x, y, key, klWeight) => tidy(() => detailed(params, x, y, key, klWeight).loss);
 }
 
@@ -216,9 +220,9 @@ export function elbo<MP extends ParamTree, LP extends ParamTree>(
  * const kl = klDivergence(model, params, random.key(0));
  * ```
  */
-export function klDivergence(
-  model: AnyLayer,
-  params: ParamTree,
+export function klDivergence<M extends AnyLayer>(
+  model: M,
+  params: ParamsOf<M>,
   key: Key,
   ctx: Omit<ApplyCtx, 'key'> = {},
 ): tf.Scalar {
@@ -226,6 +230,18 @@ export function klDivergence(
     throw new MissingKeyError('klDivergence', 'the KL estimate');
   }
   return model.klDivergence(params, { ...ctx, key });
+}
+
+/** Options of `predictive`. */
+export interface PredictiveOptions {
+  /** The key of the posterior samples (sample `s` uses `foldIn(key, s)`). */
+  readonly key: Key;
+  /** Posterior samples (>= 2). Default 10. */
+  readonly numSamples?: number;
+  /** `'vmap'` (default): one batched pass; `'loop'`: S `apply` calls. Same result. */
+  readonly sampler?: 'vmap' | 'loop';
+  /** Extra context for the model. */
+  readonly ctx?: Omit<SamplesCtx, 'key'>;
 }
 
 /** What `predictive` returns: statistics over posterior samples, along axis 0. */
@@ -248,22 +264,24 @@ export interface Predictive {
  * const { mean, std } = predictive(model, params.model, xTest, { key: random.key(7), numSamples: 100 });
  * ```
  */
-export function predictive(
-  model: AnyLayer,
-  params: ParamTree,
-  x: tf.Tensor,
-  opts: { key: Key; numSamples?: number; sampler?: 'vmap' | 'loop'; ctx?: Omit<SamplesCtx, 'key'> },
+export function predictive<M extends AnyLayer>(
+  model: M,
+  params: ParamsOf<M>,
+  x: InputOf<M>,
+  opts: PredictiveOptions,
 ): Predictive {
   const S = checkSamples('predictive', opts?.numSamples ?? 10);
   if (S < 2) {
-    throw new RangeError('predictive: numSamples must be at least 2 for a standard deviation.');
+    throw new ConfigError('predictive', [
+      `numSamples must be at least 2 for a standard deviation, got ${S}`,
+    ]);
   }
   if (checkKeyArg('predictive', opts?.key) === undefined) {
     throw new MissingKeyError('predictive', 'Monte Carlo prediction');
   }
   const run = (opts.sampler ?? 'vmap') === 'vmap' ? vmapSamples(model, S) : loopSamples(model, S);
   return tidy(() => {
-    const { out } = run(params, x, { ...opts.ctx, key: opts.key, computeKl: false });
+    const out = run(params, x, { ...opts.ctx, key: opts.key, computeKl: false }).out as tf.Tensor;
     const mean = tf.mean(out, 0);
     const variance = tf.div(tf.sum(tf.squaredDifference(out, mean), 0), S - 1);
     return { mean, std: tf.sqrt(variance), samples: out };

@@ -689,6 +689,7 @@ describe('config and shape errors', () => {
     const other = serial({ enc: bayesianConv2d({ inChannels: 3, outChannels: 4, kernelSize: 3 }) });
     const { params: po } = other.init(key(0), [-1, 8, 8, 3]);
     const x = tf.zeros([1, 8, 8, 3]);
+    // @ts-expect-error the params of another model do not type-check (and fail at run time)
     const e = errorOf(() => model.apply(po, x, { key: key(1) }));
     expect(e).toBeInstanceOf(ParamError);
     expect((e as ParamError).path).toBe('enc.kernel.mu');
@@ -778,11 +779,7 @@ describe('training', () => {
     const x = randn([8, 4, 4, 4, 1], 11);
     const y = tf.tidy(() => tf.reshape(tf.div(tf.sum(tf.reshape(x, [8, -1]), 1), 8), [8, 1]));
     const params = { model: model.init(key(0), [-1, 4, 4, 4, 1]).params, likelihood: lik.init() };
-    let state: TrainState<ElboParams<ParamTree, MseParams>, AdamState> = {
-      params,
-      optState: opt.init(params),
-      step: 0,
-    };
+    let state = { params, optState: opt.init(params), step: 0 };
     const step = trainStep(elbo(model, lik, { numSamples: 2 }), opt);
     const losses: number[] = [];
     for (let i = 0; i < steps; i++) {
@@ -840,11 +837,7 @@ describe('training', () => {
     const x = randn([4, 6, 6, 2], 3);
     const y = randn([4, 1], 4);
     const params = { model: model.init(key(0), [-1, 6, 6, 2]).params, likelihood: lik.init() };
-    let state: TrainState<ElboParams<ParamTree, MseParams>, AdamState> = {
-      params,
-      optState: opt.init(params),
-      step: 0,
-    };
+    let state = { params, optState: opt.init(params), step: 0 };
     const step = trainStep(elbo(model, lik, { numSamples: 3 }), opt);
     const growth = await trackTensors(
       (i) => {

@@ -16,6 +16,7 @@ import {
   toPrior,
 } from '../../src/params/distributions';
 import { key, normalArray } from '../../src/params/random';
+import { ConfigError } from '../../src/errors';
 import {
   LOG_2PI,
   dLogMixture64,
@@ -178,7 +179,10 @@ describe('Gaussian posterior', () => {
           tf.tidy(() => {
             const p = { mu: tf.tensor1d(mu), rho: tf.tensor1d(rho) };
             const e = tf.tensor1d(eps);
-            const atNoise = num(gaussianLogProbAtNoise(p.rho, e));
+            const sumEps2 = eps.reduce((acc, v) => acc + v * v, 0);
+            const atNoise = num(
+              gaussianLogProbAtNoise(tf.sum(logSoftplus(p.rho)), sumEps2, rows.length),
+            );
             expect(Math.abs(atNoise - refNoise)).toBeLessThan(
               1e-5 * (rows.length + Math.abs(refNoise)),
             );
@@ -190,7 +194,10 @@ describe('Gaussian posterior', () => {
               gaussianLogProb({ mu: m, rho: r }, gaussianSample({ mu: m, rho: r }, e)),
             )([p.mu, p.rho]);
             const g2 = tf.grads((m: tf.Tensor, r: tf.Tensor) =>
-              tf.add(gaussianLogProbAtNoise(r, e), tf.mul(tf.sum(m), 0)),
+              tf.add(
+                gaussianLogProbAtNoise(tf.sum(logSoftplus(r)), sumEps2, rows.length),
+                tf.mul(tf.sum(m), 0),
+              ),
             )([p.mu, p.rho]);
             expectClose(vals(g1[1]!), vals(g2[1]!), 1e-3, 1e-4, 'd/drho');
             expectClose(vals(g1[0]!), vals(g2[0]!), 0, 1e-3, 'd/dmu');
@@ -409,21 +416,28 @@ describe('priors', () => {
     expect(scaleMixturePrior(0.5).klFrom).toBeUndefined();
   });
 
-  it('rejects bad parameters, listing every problem', () => {
+  it('rejects bad parameters with one ConfigError naming the prior and listing every problem', () => {
     expect(() => scaleMixturePrior(2, -1, 0)).toThrow(/pi.*\[0, 1\].*/s);
     try {
       scaleMixturePrior(2, -1, 0);
       expect.fail('no error');
     } catch (e) {
-      const m = (e as Error).message;
-      expect(e).toBeInstanceOf(RangeError);
-      expect(m).toContain('sigma1');
-      expect(m).toContain('sigma2');
-      expect(m).toContain('pi');
+      expect(e).toBeInstanceOf(ConfigError);
+      const err = e as ConfigError;
+      expect(err.owner).toBe('scaleMixturePrior');
+      expect(err.message).toMatch(/^scaleMixturePrior: invalid configuration \(3 problems\)/);
+      expect(err.problems).toEqual([
+        'pi (priorPi) must be in [0, 1], got 2',
+        'sigma1 (priorSigma1) must be a positive finite number, got -1',
+        'sigma2 (priorSigma2) must be a positive finite number, got 0',
+      ]);
     }
-    expect(() => normalPrior(0, 0)).toThrow(/sigma/);
-    expect(() => normalPrior(NaN, 1)).toThrow(/mu/);
-    expect(() => laplacePrior(0, -2)).toThrow(/scale/);
+    expect(() => normalPrior(0, 0)).toThrow(/^normalPrior: .*\n.*sigma must be a positive/);
+    expect(() => normalPrior(NaN, 1)).toThrow(/mu must be a finite number, got NaN/);
+    expect(() => normalPrior(NaN, -1)).toThrow(/2 problems/);
+    expect(() => laplacePrior(0, -2)).toThrow(ConfigError);
+    expect(() => laplacePrior(0, -2)).toThrow(/^laplacePrior: .*\n.*scale must be a positive/);
+    expect(() => laplacePrior(Infinity, 1)).toThrow(/loc must be a finite number, got Infinity/);
   });
 });
 
@@ -463,9 +477,10 @@ describe('toPrior', () => {
     expect(toPrior({ logProb: (w) => w }, 'x').logDensity).toBeUndefined();
   });
 
-  it('throws a TypeError naming where when logProb is missing', () => {
-    expect(() => toPrior({} as never, 'layer hidden')).toThrow(TypeError);
-    expect(() => toPrior({} as never, 'layer hidden')).toThrow(/layer hidden/);
-    expect(() => toPrior(null as never, 'h2')).toThrow(/h2.*logProb/);
+  it('throws a ConfigError naming where (the layer path) when logProb is missing', () => {
+    expect(() => toPrior({} as never, 'layer hidden')).toThrow(ConfigError);
+    expect(() => toPrior({} as never, 'layer hidden')).toThrow(/^layer hidden: /);
+    expect(() => toPrior(null as never, 'h2')).toThrow(/^h2: .*\n.*logProb.*got null/);
+    expect(() => toPrior({ logProb: 1 } as never, 'h3')).toThrow(/logProb.*got an object/);
   });
 });

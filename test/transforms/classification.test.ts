@@ -11,7 +11,8 @@ import { serial } from '../../src/layers/combinators';
 import { relu } from '../../src/layers/deterministic';
 import { bayesianLinear } from '../../src/layers/linear';
 import { MissingKeyError, ShapeError } from '../../src/layers/errors';
-import type { AnyLayer, ApplyCtx, BatchCtx } from '../../src/layers/types';
+import type { AnyLayer, ApplyCtx } from '../../src/layers/types';
+import type { BatchCtx } from '../../src/layers/batching';
 import {
   accuracy,
   categoricalNll,

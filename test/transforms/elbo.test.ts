@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  ConfigError,
   MissingKeyError,
   bayesianLinear,
   serial,
@@ -342,10 +343,10 @@ describe('elbo, elboDetailed, klDivergence', () => {
     const loss = elbo(model, lik);
     expect(() => loss(params, x, y, undefined as never, 1)).toThrow(MissingKeyError);
     expect(() => loss(params, x, y, key(0), -1)).toThrow(/klWeight/);
-    expect(() => loss(params, x, y, key(0), NaN)).toThrow(RangeError);
+    expect(() => loss(params, x, y, key(0), NaN)).toThrow(ConfigError);
     expect(() => loss(params.model as never, x, y, key(0), 1)).toThrow(/\{ model, likelihood \}/);
     expect(() => loss(params, x, y, [1, 2, 3] as never, 1)).toThrow(TypeError);
-    expect(() => elbo(model, lik, { numSamples: 0 })).toThrow(RangeError);
+    expect(() => elbo(model, lik, { numSamples: 0 })).toThrow(ConfigError);
     expect(() => elbo(model, lik, { numSamples: 1.5 })).toThrow(/numSamples/);
     expect(tf.memory().numTensors).toBe(before);
     dispose([params, x, y]);
@@ -394,7 +395,9 @@ describe('predictive', () => {
     expect(() => predictive(model, params, x, { key: key(0), numSamples: 1 })).toThrow(
       /at least 2/,
     );
-    expect(() => predictive(model, params, x, { key: key(0), numSamples: 0 })).toThrow(RangeError);
+    expect(() => predictive(model, params, x, { key: key(0), numSamples: 0 })).toThrow(
+      ConfigError,
+    );
     expect(() => predictive(model, params, x, {} as never)).toThrow(MissingKeyError);
     const same = [
       predictive(model, params, x, { key: key(1) }),

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  ConfigError,
   bayesianLinear,
   dense,
   dropout,
@@ -196,7 +197,7 @@ describe('vmapSamples == loopSamples == a loop of apply with foldIn(key, s)', ()
     expect(mv.slice(0, 2)).toEqual(mv.slice(2, 4));
     expect(vals(m.kl)).toEqual([0, 0, 0]);
     expect(() => vmapSamples(model, 3)(params, x)).toThrow(/key/);
-    expect(() => vmapSamples(model, 0)).toThrow(RangeError);
+    expect(() => vmapSamples(model, 0)).toThrow(ConfigError);
     // a single example without a batch axis: [in] -> [S, out]
     const x1 = tf.tensor1d([0.5, -1]);
     const one = vmapSamples(model, 3)(params, x1, { key: key(1) });
