@@ -28,8 +28,8 @@ import {
   oneOf,
   positive,
   validate,
-} from './config';
-import { MissingKeyError, ParamError, ShapeError, fmtShape } from './errors';
+} from '../validation';
+import { ConfigError, MissingKeyError, ParamError, ShapeError, fmtShape } from '../errors';
 import { perSample, zeroKl, type BatchCtx, type BatchRule } from './batching';
 import type { Applied, ApplyCtx, Layer, NoiseFn, Shape } from './types';
 
@@ -258,6 +258,12 @@ function rowSelection(shape: Shape, sel: KlSelection | undefined): RowSelection 
     return undefined;
   }
   const rows = shape[0] as number;
+  const bad = sel.excludeRows.filter((i) => !(Number.isInteger(i) && i >= 0 && i < rows));
+  if (bad.length > 0) {
+    throw new ConfigError('bayesianLayer', [
+      `kl.excludeRows must hold row indices in [0, ${rows}) of a weight of shape ${fmtShape(shape)}, got ${bad.join(', ')}`,
+    ]);
+  }
   const excluded = new Set(sel.excludeRows);
   const kept = Int32Array.from({ length: rows }, (_, i) => i).filter((i) => !excluded.has(i));
   return { kept, rowSize: shape.slice(1).reduce((a, b) => a * b, 1), excluded };
@@ -311,14 +317,14 @@ function klTerm(
   const n = rs ? rs.kept.length * rs.rowSize : post.mu.size;
   const sumLogSigma = rs ? tf.sum(tf.mul(logSigma, rowMask(shape, rs))) : tf.sum(logSigma);
   const logQ = gaussianLogProbAtNoise(sumLogSigma, sumEps2, n);
+  // the prior's density at the kept rows only (gathered, never masked: a density of -Infinity at
+  // an excluded row must not reach the sum)
   let logP: tf.Tensor;
   if (S === undefined) {
-    if (!rs) logP = r.prior.logProb(w);
-    else if (r.prior.logDensity) logP = tf.sum(tf.mul(r.prior.logDensity(w), rowMask(shape, rs)));
-    else logP = r.prior.logProb(keptRows(w));
+    logP = r.prior.logProb(rs ? keptRows(w) : w);
   } else if (r.prior.logDensity) {
-    const dens = r.prior.logDensity(w);
-    logP = tf.sum(tf.reshape(rs ? tf.mul(dens, rowMask(shape, rs, S)) : dens, [S, -1]), 1);
+    const kept = rs ? tf.gather(w, tf.tensor1d(rs.kept, 'int32'), 1) : w;
+    logP = tf.sum(tf.reshape(r.prior.logDensity(kept), [S, -1]), 1);
   } else {
     logP = tf.stack(tf.unstack(w).map((ws) => r.prior.logProb(rs ? keptRows(ws) : ws)));
   }

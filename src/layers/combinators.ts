@@ -9,8 +9,8 @@ import { foldIn, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
 import { joinPath } from './bayesian';
 import { applyLayerBatched, childBatchCtx, tileSamples, zeroKl } from './batching';
-import { check, validate } from './config';
-import { ShapeError, fmtShape } from './errors';
+import { check, validate } from '../validation';
+import { ShapeError, fmtShape } from '../errors';
 import { deterministicLayer, type EmptyParams } from './stateless';
 import type {
   Applied,
@@ -93,6 +93,13 @@ export type LayerRecord = { readonly [k: string]: AnyLayer };
 /** The parameters of a combinator of the named layers `C`: `{ [key]: that layer's params }`. */
 export type ParamsRecord<C extends LayerRecord> = { readonly [K in keyof C]: ParamsOf<C[K]> };
 
+/**
+ * The output type of a record of layers (a record has no type-level order): the tensor `T` when
+ * some child outputs one (the usual last layer), else the union of the children's outputs. The
+ * input type is the union of the children's inputs; the array form of `serial` types both exactly.
+ */
+type RecordOut<U, T> = [T] extends [U] ? T : U;
+
 /** The last element of a tuple of layers. */
 type LastOf<L extends readonly AnyLayer[]> = L extends readonly [...AnyLayer[], infer X]
   ? X
@@ -130,7 +137,13 @@ export function serial(
 export function serial<const C extends LayerRecord>(
   layers: C,
   opts?: CombinatorOptions,
-): Layer<ParamsRecord<C>, tf.Tensor, tf.Tensor, Shape, Shape>;
+): Layer<
+  ParamsRecord<C>,
+  InputOf<C[keyof C]>,
+  RecordOut<OutputOf<C[keyof C]>, tf.Tensor>,
+  InputShapeOf<C[keyof C]>,
+  RecordOut<OutputShapeOf<C[keyof C]>, Shape>
+>;
 export function serial(
   layers: readonly AnyLayer[] | LayerRecord,
   opts: CombinatorOptions = {},

@@ -19,7 +19,7 @@ import {
 } from './bayesian';
 import { perSample } from './batching';
 import { deterministicLayer } from './stateless';
-import { check, isBool, knownKeys, positiveInt, validate, type Check } from './config';
+import { check, isBool, knownKeys, positiveInt, validate, type Check } from '../validation';
 import {
   convBatchedInput,
   convLeading,
@@ -28,7 +28,7 @@ import {
   type ConvGeometry,
   type PadPair,
 } from './convOps';
-import { ParamError, ShapeError, fmtShape } from './errors';
+import { ParamError, ShapeError, fmtShape, show } from '../errors';
 import type { Layer, NoiseFn, Shape } from './types';
 
 // ---------------------------------------------------------------------------------------------
@@ -150,13 +150,6 @@ const GEOMETRY_OPTION_NAMES = [
 const isInt = (v: unknown, min: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min;
 
-const show = (v: unknown): string => {
-  try {
-    return typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
-  } catch {
-    return String(v);
-  }
-};
 
 /** An integer >= `min`, or `rank` of them. */
 function intOrTupleCheck(name: string, v: unknown, rank: number, min: number): Check {

@@ -5,8 +5,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import { bernoulli, bernoulliArray, foldIn, uniform, type Key } from '../params/random';
-import { check, inRange, isBool, knownKeys, positiveInt, validate } from './config';
-import { MissingKeyError, ParamError, ShapeError, fmtShape } from './errors';
+import { check, inRange, isBool, knownKeys, positiveInt, validate } from '../validation';
+import { MissingKeyError, ParamError, ShapeError, fmtShape } from '../errors';
 import { deterministicLayer, type EmptyParams } from './stateless';
 import type { Layer, Shape } from './types';
 

@@ -2,7 +2,10 @@
  * `bayesianEmbedding`: the reference's `BayesianEmbedding`, a lookup table `weight
  * [numEmbeddings, embeddingDim]` with a diagonal Gaussian posterior; integer indices `[...]` map
  * to vectors `[..., embeddingDim]`. One table sample per call (all looked-up rows of a batch come
- * from the same sample), its noise from `foldIn(layerKey, 0)`.
+ * from the same sample), its noise from `foldIn(layerKey, 0)`. Written with `bayesianLayer`
+ * (`./bayesian`): the layer declares its table (with the padding row left out of the KL), the
+ * lookup (`forward`) and the lookup of S sampled tables at once (`forwardSampled`); sampling, the
+ * KL term, both modes, `vmapSamples` and validation are the builder's.
  *
  * The options of PyTorch's `nn.Embedding`, and what they mean here:
  *
@@ -34,36 +37,25 @@
  *   about 217 ms of CPU with it and 120 ms with `sparse: true`. On wasm the library's
  *   `UnsortedSegmentSum` is itself one scatter, so both are alike there.
  *
- * Indices must be an int32 tensor. They are read on the JS side (a `dataSync`, cheap on cpu and
- * wasm, a GPU read-back on webgl) to check that each lies in `[0, numEmbeddings)` (an error names
- * the layer, the bad index and its position: tfjs's gather does not check on every backend), and
- * for the padding mask and the counts of `scaleGradByFreq`.
+ * Indices must be an int32 tensor. They are read on the JS side, once per call (a `dataSync`,
+ * cheap on cpu and wasm, a GPU read-back on webgl), to check that each lies in
+ * `[0, numEmbeddings)` (an `IndexError` names the layer's path, the bad index and its position:
+ * tfjs's gather does not check on every backend), and for the padding mask and the counts of
+ * `scaleGradByFreq`.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
-import { logSoftplus, type GaussianParams } from '../params/distributions';
-import type { Key } from '../params/random';
-import { freeze as freezeTree } from '../params/tree';
+import type { GaussianParams } from '../params/distributions';
 import {
   BAYESIAN_DEFAULTS,
-  BAYESIAN_OPTION_NAMES,
-  bayesianChecks,
-  checkGaussian,
-  ctxPath,
-  initGaussian,
-  resolveBayesian,
-  resolveMode,
-  resolvedConfig,
-  sampleWeight,
-  sampleWeightBatched,
-  weightKey,
-  weightKeys,
+  bayesianLayer,
+  type BayesianLayer,
   type BayesianOptions,
-  type ResolvedBayesian,
+  type SampledCtx,
 } from './bayesian';
-import { check, isBool, knownKeys, positiveInt, validate } from './config';
-import { ShapeError, fmtShape } from './errors';
-import type { Applied, ApplyCtx, AppliedBatched, BatchCtx, Layer, NoiseFn, Shape } from './types';
+import { IndexError, ShapeError, fmtShape } from '../errors';
+import { check, isBool, positiveInt, validate } from '../validation';
+import type { Shape } from './types';
 
 /** Options of `bayesianEmbedding` (the reference's `BayesianEmbedding` arguments, camelCased). */
 export interface BayesianEmbeddingOptions extends BayesianOptions {
@@ -91,35 +83,13 @@ export type BayesianEmbeddingParams = { readonly weight: GaussianParams };
 /** A concrete table (a sample or the means): `weight [numEmbeddings, embeddingDim]`. */
 export type EmbeddingWeights = { readonly weight: tf.Tensor };
 
-/** `bayesianEmbedding` is a `Layer` over int32 indices with its three steps exposed. */
-export interface BayesianEmbeddingLayer extends Layer<BayesianEmbeddingParams> {
-  /** `sample(params, key, ctx?) -> { weights, kl }`: one table sample and its KL. */
-  sample(
-    params: BayesianEmbeddingParams,
-    key: Key | undefined,
-    ctx?: { noise?: NoiseFn; path?: string; computeKl?: boolean },
-  ): { weights: EmbeddingWeights; kl: tf.Scalar };
-  /** `mean(params) -> weights`: the posterior means (the frozen table). */
-  mean(params: BayesianEmbeddingParams): EmbeddingWeights;
-  /** `forward(weights, indices) -> vectors [..., embeddingDim]`. */
-  forward(weights: EmbeddingWeights, indices: tf.Tensor): tf.Tensor;
-}
+/**
+ * `bayesianEmbedding` is a `Layer` over int32 indices with its three steps exposed (`sample` /
+ * `mean` / `forward(weights, indices) -> vectors [..., embeddingDim]`).
+ */
+export type BayesianEmbeddingLayer = BayesianLayer<BayesianEmbeddingParams, EmbeddingWeights>;
 
-const OPTION_NAMES = [
-  'numEmbeddings',
-  'embeddingDim',
-  'paddingIdx',
-  'maxNorm',
-  'normType',
-  'scaleGradByFreq',
-  'sparse',
-  'name',
-  ...BAYESIAN_OPTION_NAMES,
-];
-
-const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
-
-/** The index data of a call, read once: the flat indices and where the padding index occurs. */
+/** The index data of a call, read once: the flat indices and whether the padding index occurs. */
 interface Lookup {
   readonly ids: Int32Array;
   readonly shape: readonly number[];
@@ -168,9 +138,8 @@ function renormRows(rows: tf.Tensor, maxNorm: number, p: number): tf.Tensor {
  */
 export function bayesianEmbedding(options: BayesianEmbeddingOptions): BayesianEmbeddingLayer {
   const name = options?.name ?? 'bayesianEmbedding';
-  const where = `bayesianEmbedding '${name}'`;
   if (options === null || typeof options !== 'object') {
-    validate(where, [
+    validate(`bayesianEmbedding '${name}'`, [
       positiveInt('numEmbeddings', undefined),
       positiveInt('embeddingDim', undefined),
     ]);
@@ -179,45 +148,11 @@ export function bayesianEmbedding(options: BayesianEmbeddingOptions): BayesianEm
   const D = options.embeddingDim;
   const normType = options.normType ?? 2;
   const vOk = typeof V === 'number' && Number.isInteger(V) && V >= 1;
-  validate(where, [
-    knownKeys(options, OPTION_NAMES),
-    positiveInt('numEmbeddings', V),
-    positiveInt('embeddingDim', D),
-    check(
-      options.paddingIdx === undefined ||
-        (typeof options.paddingIdx === 'number' &&
-          Number.isInteger(options.paddingIdx) &&
-          (!vOk || (options.paddingIdx >= -V && options.paddingIdx < V))),
-      `paddingIdx must be an integer in [-numEmbeddings, numEmbeddings)${vOk ? ` = [${-V}, ${V})` : ''}, got ${String(options.paddingIdx)}`,
-    ),
-    check(
-      options.maxNorm === undefined ||
-        (typeof options.maxNorm === 'number' &&
-          Number.isFinite(options.maxNorm) &&
-          options.maxNorm > 0),
-      `maxNorm must be a positive finite number, got ${String(options.maxNorm)}`,
-    ),
-    check(
-      typeof normType === 'number' && normType > 0 && !Number.isNaN(normType),
-      `normType must be a positive number (Infinity for the max-norm), got ${String(normType)}`,
-    ),
-    isBool('scaleGradByFreq', options.scaleGradByFreq ?? false),
-    isBool('sparse', options.sparse ?? false),
-    check(
-      options.name === undefined || (typeof options.name === 'string' && options.name !== ''),
-      `name must be a non-empty string, got ${String(options.name)}`,
-    ),
-    ...bayesianChecks(options),
-  ]);
-  const r: ResolvedBayesian = resolveBayesian(
-    options,
-    BAYESIAN_DEFAULTS.posteriorRhoInitOther,
-    where,
-  );
+  // (normalised before validation, harmlessly: bayesianLayer validates before using anything)
   const paddingIdx =
     options.paddingIdx === undefined
       ? undefined
-      : options.paddingIdx < 0
+      : typeof options.paddingIdx === 'number' && options.paddingIdx < 0
         ? options.paddingIdx + V
         : options.paddingIdx;
   const maxNorm = options.maxNorm;
@@ -225,22 +160,8 @@ export function bayesianEmbedding(options: BayesianEmbeddingOptions): BayesianEm
   const sparse = options.sparse ?? false;
   const customGradient = scaleGradByFreq || sparse;
 
-  const outputShape = (inputShape: Shape, path?: string): Shape => {
-    if (!Array.isArray(inputShape)) {
-      throw new ShapeError(
-        path ?? name,
-        `expected an index shape [...], got ${String(inputShape)}.`,
-      );
-    }
-    return [...inputShape, D];
-  };
-
-  const checked = (params: BayesianEmbeddingParams, path: string): BayesianEmbeddingParams => ({
-    weight: checkGaussian(params?.weight, `${path}.weight`, [V, D]),
-  });
-
-  /** Reads and checks the indices (int32, each in [0, V)). */
-  const readIndices = (x: unknown, path: string, batched: boolean, S: number): Lookup => {
+  /** Checks that `x` is an int32 tensor (with a leading axis when `batched`). */
+  const checkIndexTensor = (x: unknown, path: string, batched: boolean): tf.Tensor => {
     if (!(x instanceof tf.Tensor)) {
       throw new ShapeError(path, `expected an int32 tensor of indices, got ${typeof x}.`);
     }
@@ -250,12 +171,17 @@ export function bayesianEmbedding(options: BayesianEmbeddingOptions): BayesianEm
         `indices must be an int32 tensor (e.g. tf.tensor(ids, shape, 'int32')), got dtype ${x.dtype} ${fmtShape(x.shape)}.`,
       );
     }
-    if (batched && (x.rank < 1 || x.shape[0] !== S)) {
+    if (batched && x.rank < 1) {
       throw new ShapeError(
         path,
-        `expected batched indices [${S}, ...] (one set per sample), got ${fmtShape(x.shape)}.`,
+        `expected batched indices [samples, ...] (one set per sample), got ${fmtShape(x.shape)}.`,
       );
     }
+    return x;
+  };
+
+  /** Reads the indices (one `dataSync`) and checks that each lies in [0, V). */
+  const readIndices = (x: tf.Tensor, path: string): Lookup => {
     const ids = x.dataSync() as Int32Array;
     let hasPadding = false;
     for (let i = 0; i < ids.length; i++) {
@@ -268,13 +194,46 @@ export function bayesianEmbedding(options: BayesianEmbeddingOptions): BayesianEm
           pos.unshift(rest % d);
           rest = Math.floor(rest / d);
         }
-        throw new RangeError(
-          `${path}: index ${v} at position [${pos.join(', ')}] of the input ${fmtShape(x.shape)} is out of range [0, ${V}) (numEmbeddings = ${V}).`,
-        );
+        throw new IndexError(path, v, pos, V, { inputShape: x.shape, sizeName: 'numEmbeddings' });
       }
       if (v === paddingIdx) hasPadding = true;
     }
     return { ids, shape: x.shape, hasPadding };
+  };
+
+  // The indices of the current call, read by the input check (which knows the layer's path) and
+  // taken by the lookup of the same call, so that they are read once per call. Keyed on the
+  // tensor's id and its data (a tf.Variable keeps its id when assigned); a lookup without a
+  // matching entry (`forward` called directly) reads and checks them itself.
+  let pending:
+    | { readonly id: number; readonly dataId: object; readonly lookup: Lookup }
+    | undefined;
+
+  const checkInput = (x: tf.Tensor, path: string, batched: boolean): void => {
+    pending = undefined;
+    const t = checkIndexTensor(x, path, batched);
+    const lookup = readIndices(t, path);
+    pending = { id: t.id, dataId: t.dataId, lookup };
+  };
+
+  /** The read indices of `x`: those of this call's input check, else read here (at `path`). */
+  const takeLookup = (x: tf.Tensor, path: string, batched: boolean): Lookup => {
+    const p = pending;
+    if (p !== undefined && x instanceof tf.Tensor && p.id === x.id && p.dataId === x.dataId) {
+      pending = undefined;
+      return p.lookup;
+    }
+    return readIndices(checkIndexTensor(x, path, batched), path);
+  };
+
+  /** In a batched pass: the indices have the sample axis `[S, ...]`. */
+  const checkSampleAxis = (x: tf.Tensor, ctx: SampledCtx): void => {
+    if (ctx.batched && x.shape[0] !== ctx.numSamples) {
+      throw new ShapeError(
+        ctx.path,
+        `expected batched indices [${ctx.numSamples}, ...] (one set per sample), got ${fmtShape(x.shape)}.`,
+      );
+    }
   };
 
   /**
@@ -316,171 +275,82 @@ export function bayesianEmbedding(options: BayesianEmbeddingOptions): BayesianEm
     return tf.tensor2d(m, [ids.length, D]);
   };
 
-  const finish = (rows: tf.Tensor, lk: Lookup, withMask: boolean): tf.Tensor => {
-    let y = maxNorm === undefined ? rows : renormRows(rows, maxNorm, normType);
-    if (withMask && lk.hasPadding) y = tf.mul(y, paddingMask(lk.ids));
-    return y;
-  };
+  const renorm = (rows: tf.Tensor): tf.Tensor =>
+    maxNorm === undefined ? rows : renormRows(rows, maxNorm, normType);
 
-  /** The output of one table `[V, D]` for read indices. */
-  const lookup = (weight: tf.Tensor, lk: Lookup): tf.Tensor =>
-    tf.reshape(finish(gatherRows(weight, lk.ids), lk, true), [...lk.shape, D]);
-
-  const forward = (weights: EmbeddingWeights, indices: tf.Tensor): tf.Tensor =>
-    tidy(() => lookup(weights.weight, readIndices(indices, name, false, 1)));
-
-  const mean = (params: BayesianEmbeddingParams): EmbeddingWeights => ({
-    weight: params.weight.mu,
-  });
-
-  /** `[V, D]`: 1 on every row but the padding row (a JS-built constant). */
-  const keptMask = (): tf.Tensor => {
-    const m = new Float32Array(V * D).fill(1);
-    m.fill(0, (paddingIdx as number) * D, ((paddingIdx as number) + 1) * D);
-    return tf.tensor2d(m, [V, D]);
+  /** The output of one table `[V, D]` for read indices (any leading axes are batch axes). */
+  const lookup = (weight: tf.Tensor, lk: Lookup): tf.Tensor => {
+    let y = renorm(gatherRows(weight, lk.ids));
+    if (lk.hasPadding) y = tf.mul(y, paddingMask(lk.ids));
+    return tf.reshape(y, [...lk.shape, D]);
   };
 
   /**
-   * The KL term of the table without its padding row, at the sample `w` (`[V, D]`, or
-   * `[S, V, D]` with `S` given): the closed form of the table minus that of the padding row, or
-   * the Monte Carlo estimate `log q(w) - log p(w)` over the other rows, from element-wise terms
-   * multiplied by a row mask (so the padding row's `mu` and `rho` get exactly no gradient). `log
-   * q` uses the standardised residual `(w - mu) / sigma`, which is the noise: its total derivative
-   * with respect to `mu` and `rho` is 0, so the gradient is that of `sampleWeight`'s estimate. A
-   * custom prior without `logDensity` gets `logProb(w) - logProb(padding row)`.
+   * The output of S sampled tables `[S, V, D]` in one gather: sample `s` looks up row `s * V + i`
+   * of the stacked tables `[S * V, D]`, with its own indices (`ctx.batched`, `[S, ...]`) or the
+   * shared ones; the padding mask of shared indices reaches every sample by a leading-axis
+   * broadcast.
    */
-  const klWithoutPadding = (post: GaussianParams, w: tf.Tensor, S?: number): tf.Tensor => {
-    const p = paddingIdx as number;
-    const row = (t: tf.Tensor): tf.Tensor =>
-      t.rank === 3
-        ? tf.slice(t, [0, p, 0], [t.shape[0] as number, 1, D])
-        : tf.slice(t, [p, 0], [1, D]);
-    if (r.kl === 'closed' && r.prior.klFrom) {
-      const kl = tf.sub(
-        r.prior.klFrom(post),
-        r.prior.klFrom({ mu: row(post.mu), rho: row(post.rho) }),
-      );
-      return S === undefined ? kl : tf.tile(tf.reshape(kl, [1]), [S]);
+  const lookupSampled = (weight: tf.Tensor, lk: Lookup, ctx: SampledCtx): tf.Tensor => {
+    const S = ctx.numSamples;
+    const table = tf.reshape(weight, [S * V, D]);
+    const N = ctx.batched ? lk.ids.length / S : lk.ids.length;
+    const flat = new Int32Array(S * N);
+    for (let s = 0; s < S; s++) {
+      for (let i = 0; i < N; i++) {
+        flat[s * N + i] = s * V + (lk.ids[ctx.batched ? s * N + i : i] as number);
+      }
     }
-    const mask = keptMask();
-    const logSigma = logSoftplus(post.rho);
-    const z = tf.div(tf.sub(w, post.mu), tf.exp(logSigma));
-    const elemLogQ = tf.mul(tf.neg(tf.add(tf.mul(tf.square(z), 0.5), logSigma)), mask);
-    const n = (V - 1) * D;
-    const perSample = (t: tf.Tensor): tf.Tensor =>
-      S === undefined ? tf.sum(t) : tf.sum(tf.reshape(t, [S, -1]), 1);
-    const logQ = tf.sub(perSample(elemLogQ), n * HALF_LOG_2PI);
-    let logP: tf.Tensor;
-    if (r.prior.logDensity) {
-      logP = perSample(tf.mul(r.prior.logDensity(w), mask));
-    } else if (S === undefined) {
-      logP = tf.sub(r.prior.logProb(w), r.prior.logProb(row(w)));
-    } else {
-      // (tfjs's Unpack gradient fails for one output: squeeze S = 1)
-      const ws = S === 1 ? [tf.squeeze(w, [0])] : tf.unstack(w);
-      logP = tf.stack(ws.map((x) => tf.sub(r.prior.logProb(x), r.prior.logProb(row(x)))));
+    let rows = renorm(gatherRows(table, flat));
+    if (lk.hasPadding) {
+      rows = ctx.batched
+        ? tf.mul(rows, paddingMask(lk.ids))
+        : tf.mul(tf.reshape(rows, [S, N, D]), paddingMask(lk.ids));
     }
-    return tf.sub(logQ, logP);
+    const inner = ctx.batched ? lk.shape.slice(1) : lk.shape;
+    return tf.reshape(rows, [S, ...inner, D]);
   };
 
-  const sample = (
-    params: BayesianEmbeddingParams,
-    key: Key | undefined,
-    ctx?: { noise?: NoiseFn; path?: string; computeKl?: boolean },
-  ): { weights: EmbeddingWeights; kl: tf.Scalar } =>
-    tidy(() => {
-      const path = ctx?.path ?? name;
-      const p = checked(params, path);
-      const withKl = ctx?.computeKl !== false;
-      const excludePadding = withKl && paddingIdx !== undefined && V > 1;
-      const s = sampleWeight(
-        p.weight,
-        weightKey(key, 0),
-        `${path}.weight`,
-        r,
-        ctx?.noise,
-        withKl && !excludePadding,
-      );
-      if (!excludePadding) return { weights: { weight: s.w }, kl: s.kl };
-      return {
-        weights: { weight: s.w },
-        kl: klWithoutPadding(p.weight, s.w) as tf.Scalar,
-      };
-    });
-
-  const apply = (
-    params: BayesianEmbeddingParams,
-    x: tf.Tensor,
-    ctx?: ApplyCtx,
-  ): Applied<tf.Tensor> =>
-    tidy(() => {
-      const path = ctxPath(ctx, name);
-      const lk = readIndices(x, path, false, 1);
-      if (resolveMode(ctx, r.freeze) === 'mean') {
-        return { out: lookup(mean(checked(params, path)).weight, lk), kl: tf.scalar(0) };
-      }
-      const { weights, kl } = sample(params, ctx?.key, {
-        noise: ctx?.noise,
-        path,
-        computeKl: ctx?.computeKl,
-      });
-      return { out: lookup(weights.weight, lk), kl };
-    });
-
-  const applyBatched = (
-    params: BayesianEmbeddingParams,
-    x: tf.Tensor,
-    ctx: BatchCtx,
-  ): AppliedBatched<tf.Tensor> =>
-    tidy(() => {
-      const path = ctxPath(ctx, name);
-      const S = ctx.numSamples;
-      const lk = readIndices(x, path, ctx.batched, S);
-      const p = checked(params, path);
-      if (resolveMode(ctx, r.freeze) === 'mean') {
-        // the same table for every sample: keep the input's batching
-        return {
-          out: lookup(p.weight.mu, lk),
-          kl: tf.zeros([S]) as tf.Tensor1D,
-          batched: ctx.batched,
-        };
-      }
-      const withKl = ctx.computeKl !== false;
-      const excludePadding = withKl && paddingIdx !== undefined && V > 1;
-      const s = sampleWeightBatched(
-        p.weight,
-        weightKeys(ctx.keys, 0),
-        S,
-        `${path}.weight`,
-        r,
-        ctx.noise,
-        withKl && !excludePadding,
-      );
-      const kl = excludePadding ? (klWithoutPadding(p.weight, s.w, S) as tf.Tensor1D) : s.kl;
-      // sample s looks up row s * V + i of the stacked tables [S * V, D]
-      const table = tf.reshape(s.w, [S * V, D]);
-      const N = ctx.batched ? lk.ids.length / S : lk.ids.length;
-      const flat = new Int32Array(S * N);
-      for (let si = 0; si < S; si++) {
-        for (let i = 0; i < N; i++) {
-          flat[si * N + i] = si * V + (lk.ids[ctx.batched ? si * N + i : i] as number);
-        }
-      }
-      let rows = finish(gatherRows(table, flat), lk, false);
-      if (lk.hasPadding) {
-        // shared indices: one mask [N, D] reaches every sample by a leading-axis broadcast
-        rows = ctx.batched
-          ? tf.mul(rows, paddingMask(lk.ids))
-          : tf.mul(tf.reshape(rows, [S, N, D]), paddingMask(lk.ids));
-      }
-      const inner = ctx.batched ? lk.shape.slice(1) : lk.shape;
-      return { out: tf.reshape(rows, [S, ...inner, D]), kl };
-    });
-
-  const layer: BayesianEmbeddingLayer = {
-    name,
+  return bayesianLayer({
     kind: 'bayesianEmbedding',
-    config: Object.freeze({
+    name,
+    options,
+    optionNames: [
+      'numEmbeddings',
+      'embeddingDim',
+      'paddingIdx',
+      'maxNorm',
+      'normType',
+      'scaleGradByFreq',
+      'sparse',
+      'name',
+    ],
+    checks: [
+      positiveInt('numEmbeddings', V),
+      positiveInt('embeddingDim', D),
+      check(
+        options.paddingIdx === undefined ||
+          (typeof options.paddingIdx === 'number' &&
+            Number.isInteger(options.paddingIdx) &&
+            (!vOk || (options.paddingIdx >= -V && options.paddingIdx < V))),
+        `paddingIdx must be an integer in [-numEmbeddings, numEmbeddings)${vOk ? ` = [${-V}, ${V})` : ''}, got ${String(options.paddingIdx)}`,
+      ),
+      check(
+        options.maxNorm === undefined ||
+          (typeof options.maxNorm === 'number' &&
+            Number.isFinite(options.maxNorm) &&
+            options.maxNorm > 0),
+        `maxNorm must be a positive finite number, got ${String(options.maxNorm)}`,
+      ),
+      check(
+        typeof normType === 'number' && normType > 0 && !Number.isNaN(normType),
+        `normType must be a positive number (Infinity for the max-norm), got ${String(normType)}`,
+      ),
+      isBool('scaleGradByFreq', scaleGradByFreq),
+      isBool('sparse', sparse),
+    ],
+    rhoDefault: BAYESIAN_DEFAULTS.posteriorRhoInitOther,
+    config: {
       numEmbeddings: V,
       embeddingDim: D,
       paddingIdx: paddingIdx ?? null,
@@ -489,32 +359,36 @@ export function bayesianEmbedding(options: BayesianEmbeddingOptions): BayesianEm
       scaleGradByFreq,
       sparse,
       name,
-      ...resolvedConfig(r),
-    }),
-    outputShape,
-    init(key: Key, inputShape: Shape, path?: string) {
-      const out = outputShape(inputShape, path);
-      const params = tidy(() => ({
-        weight: initGaussian(
-          weightKey(key, 0) as Key,
-          [V, D],
-          r.posteriorMuInit,
-          r.posteriorRhoInit,
-        ),
-      }));
-      return { params: freezeTree(params) as BayesianEmbeddingParams, outputShape: out };
     },
-    apply,
-    applyBatched,
-    klDivergence(params: BayesianEmbeddingParams, ctx?: ApplyCtx): tf.Scalar {
-      return tidy(() => {
-        if (resolveMode(ctx, r.freeze) === 'mean') return tf.scalar(0);
-        return sample(params, ctx?.key, { noise: ctx?.noise, path: ctxPath(ctx, name) }).kl;
-      });
+    weights: {
+      // the padding row never reaches the output: it is left out of the KL (a one-row table keeps
+      // its row, as before)
+      weight: {
+        shape: [V, D],
+        index: 0,
+        kl: paddingIdx !== undefined && V > 1 ? { excludeRows: [paddingIdx] } : true,
+      },
     },
-    sample,
-    mean,
-    forward,
-  };
-  return Object.freeze(layer);
+    outputShape: (inputShape: Shape, path: string): Shape => {
+      if (!Array.isArray(inputShape)) {
+        throw new ShapeError(path, `expected an index shape [...], got ${String(inputShape)}.`);
+      }
+      return [...inputShape, D];
+    },
+    checkInput,
+    forward: (weights, x) => tidy(() => lookup(weights.weight, takeLookup(x, name, false))),
+    forwardSampled: (weights, x, ctx) =>
+      tidy(() => {
+        const lk = takeLookup(x, ctx.path, ctx.batched);
+        checkSampleAxis(x, ctx);
+        return lookupSampled(weights.weight, lk, ctx);
+      }),
+    // one table for every sample: keep the input's batching
+    forwardMean: (weights, x, ctx) =>
+      tidy(() => {
+        const lk = takeLookup(x, ctx.path, ctx.batched);
+        checkSampleAxis(x, ctx);
+        return { out: lookup(weights.weight, lk), batched: ctx.batched };
+      }),
+  });
 }

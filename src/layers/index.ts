@@ -11,7 +11,7 @@ export type {
   InputShapeOf,
   OutputShapeOf,
 } from './types';
-export { ConfigError, ShapeError, MissingKeyError, ParamError } from './errors';
+export { ConfigError, ShapeError, MissingKeyError, ParamError } from '../errors';
 export {
   BAYESIAN_DEFAULTS,
   BAYESIAN_OPTION_NAMES,

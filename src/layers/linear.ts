@@ -12,8 +12,8 @@ import {
   type BayesianOptions,
 } from './bayesian';
 import { sampledAffine } from './batching';
-import { isBool, positiveInt, validate } from './config';
-import { ShapeError, fmtShape } from './errors';
+import { isBool, positiveInt, validate } from '../validation';
+import { ShapeError, fmtShape } from '../errors';
 import type { Shape } from './types';
 
 /** Options of `bayesianLinear` (the reference's `BayesianLinear` arguments, camelCased). */

@@ -18,8 +18,8 @@
  * and unfolded; an input without the sample axis is pooled as it is and stays un-batched.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { check, knownKeys, validate, type Check } from './config';
-import { ShapeError, fmtShape } from './errors';
+import { check, knownKeys, validate, type Check } from '../validation';
+import { ShapeError, fmtShape, show } from '../errors';
 import { deterministicLayer, type EmptyParams } from './stateless';
 import type { Layer, Shape } from './types';
 
@@ -56,8 +56,6 @@ const isPosInt = (v: unknown): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= 1;
 const isNonNegInt = (v: unknown): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= 0;
-const show = (v: unknown): string =>
-  Array.isArray(v) ? `[${v.map(show).join(', ')}]` : typeof v === 'string' ? `'${v}'` : String(v);
 
 /** An int or an `n`-tuple of ints satisfying `ok`, as an `n`-tuple; undefined when invalid. */
 function asTuple(v: unknown, n: number, ok: (x: unknown) => boolean): number[] | undefined {

@@ -1,6 +1,7 @@
 /**
  * Bayesian recurrent layers: `bayesianLSTM` and `bayesianGRU` (the reference's `BayesianLSTM` and
- * `BayesianGRU`), the adapter `lastTimeStep()`, and the recurrent state.
+ * `BayesianGRU`), written with the Bayesian layer builder `bayesianLayer`; the adapter
+ * `lastTimeStep()`; and the recurrent state.
  *
  * Input and output. A recurrent layer reads a sequence `x [batch, time, inFeatures]`, or
  * `{ x, state }` to start from a given state instead of zeros. Its `apply` returns the output
@@ -15,36 +16,33 @@
  *
  * Sampling. ONE weight sample per sequence: every time step of a call uses the same sampled
  * weights (the reference samples once per forward pass too), and the KL term is that of this one
- * sample. Weights and their noise keys: `weightIh [in, G*H]` from `foldIn(layerKey, 0)`,
- * `weightHh [H, G*H]` from `foldIn(layerKey, 1)`, `bias [G*H]` from `foldIn(layerKey, 2)`, and for
- * the LSTM with peepholes `peephole [3, H]` from `foldIn(layerKey, 3)` (G = 4 for the LSTM, 3 for
- * the GRU; tfjs layout, `x W`). Each index is fixed, so `bias: false` does not shift the others.
+ * sample. Weights and their keys (init from `foldIn(initKey, index)`, noise from
+ * `foldIn(layerKey, index)`): `weightIh [in, G*H]` index 0, `weightHh [H, G*H]` index 1,
+ * `bias [G*H]` index 2, the LSTM's `peephole [3, H]` index 3 (with `peephole: true`), the GRU's
+ * `biasHn [H]` index 4 (the candidate's hidden-side bias `b_hn`); G = 4 for the LSTM, 3 for the
+ * GRU; tfjs layout, `x W`. Each index is fixed, so `bias: false` (which drops `bias` and `biasHn`)
+ * does not shift the others.
+ *
+ * In a batched pass (`vmapSamples`) the input `{ x, state }` either has the leading sample axis as
+ * a whole (`x [S, batch, time, in]`, each state entry `[S, batch, H]`, or a shared `[batch, H]`)
+ * or not (`x [batch, time, in]`, state `[batch, H]`), as `loopSamples` would see it.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import type { GaussianParams } from '../params/distributions';
-import type { Key } from '../params/random';
-import { freeze as freezeTree, type ParamTree } from '../params/tree';
+import type { ParamTree } from '../params/tree';
 import {
-  BAYESIAN_DEFAULTS,
-  BAYESIAN_OPTION_NAMES,
-  bayesianChecks,
-  checkGaussian,
+  bayesianLayer,
   ctxPath,
-  initGaussian,
-  resolveBayesian,
-  resolveMode,
-  resolvedConfig,
-  sampleWeight,
-  sampleWeightBatched,
-  weightKey,
-  weightKeys,
+  type BayesianLayer,
   type BayesianOptions,
-  type ResolvedBayesian,
+  type SampledCtx,
+  type WeightDecl,
 } from './bayesian';
-import { check, isBool, knownKeys, positiveInt, validate } from './config';
-import { ShapeError, fmtShape } from './errors';
-import type { Applied, ApplyCtx, AppliedBatched, BatchCtx, Layer, NoiseFn, Shape } from './types';
+import { isBool, knownKeys, positiveInt, validate } from '../validation';
+import { ShapeError, fmtShape } from '../errors';
+import { deterministicLayer, type EmptyParams } from './stateless';
+import type { Applied, ApplyCtx, Layer, Shape } from './types';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -83,7 +81,7 @@ export interface BayesianRecurrentOptions extends BayesianOptions {
   readonly inFeatures: number;
   /** Hidden size (features per time step of the output). */
   readonly outFeatures: number;
-  /** Whether the gates have a bias. Default true (and `false` works, unlike the reference). */
+  /** Whether the gates have biases. Default true (and `false` works, unlike the reference). */
   readonly bias?: boolean;
   /** The layer's name (its key in a parent's parameter tree). */
   readonly name?: string;
@@ -126,6 +124,7 @@ export type BayesianGRUParams = {
   readonly weightIh: GaussianParams;
   readonly weightHh: GaussianParams;
   readonly bias?: GaussianParams;
+  readonly biasHn?: GaussianParams;
 };
 
 /** Concrete weights of `bayesianGRU`. */
@@ -134,21 +133,18 @@ export type GruWeights = {
   readonly weightIh: tf.Tensor;
   /** `[H, 3H]`, same gate order. */
   readonly weightHh: tf.Tensor;
-  /** `[3H]`. */
+  /** `[3H]`: `b_r`, `b_z` and the candidate's input-side bias `b_in`. */
   readonly bias?: tf.Tensor;
+  /** `[H]`: the candidate's hidden-side bias `b_hn`, inside the reset product. */
+  readonly biasHn?: tf.Tensor;
 };
 
-/** A Bayesian recurrent layer: a `Layer` over sequences with its steps exposed. */
+/**
+ * A Bayesian recurrent layer: a Bayesian layer over sequences (`sample` / `mean` / `draw`, the
+ * batch rule, the KL term) whose `forward` also takes and returns the recurrent state.
+ */
 export interface BayesianRecurrentLayer<P extends ParamTree, W, S>
-  extends Layer<P, RnnIn<S>, tf.Tensor> {
-  /** `sample(params, key, ctx?) -> { weights, kl }`: one posterior sample and its KL. */
-  sample(
-    params: P,
-    key: Key | undefined,
-    ctx?: { noise?: NoiseFn; path?: string; computeKl?: boolean },
-  ): { weights: W; kl: tf.Scalar };
-  /** `mean(params) -> weights`: the posterior means (the reference's frozen weights). */
-  mean(params: P): W;
+  extends Omit<BayesianLayer<P, W, RnnIn<S>, tf.Tensor>, 'forward'> {
   /** `forward(weights, x, state?) -> { out, state }`: runs the recurrence with given weights. */
   forward(weights: W, x: tf.Tensor, state?: S): RecurrentOutput<S>;
   /** `applyWithState(params, input, ctx?) -> { out, state, kl }`: `apply` plus the final state. */
@@ -174,8 +170,16 @@ export type BayesianGRULayer = BayesianRecurrentLayer<BayesianGRUParams, GruWeig
 // sequence is stacked time-major and transposed once (stacking along the time axis would make
 // the gradient slice along it).
 
-type Tensors = Record<string, tf.Tensor>;
-type StateRec = Record<string, tf.Tensor>;
+type StateRec = Readonly<Record<string, tf.Tensor>>;
+
+/** The weights the recurrences read (a sample, with or without the leading sample axis). */
+type RnnWeights = {
+  readonly weightIh: tf.Tensor;
+  readonly weightHh: tf.Tensor;
+  readonly bias?: tf.Tensor;
+  readonly peephole?: tf.Tensor;
+  readonly biasHn?: tf.Tensor;
+};
 
 /** What a recurrence gets: the per-step gate pre-activations, peepholes, the initial state. */
 interface ScanArgs {
@@ -183,7 +187,8 @@ interface ScanArgs {
   readonly T: number;
   /**
    * The gate pre-activations at step `t` from the state `h`: four tensors `[S, B, H]` (the LSTM's
-   * i, f, g, o; the GRU's r, z, the input part of n, the hidden part of n).
+   * i, f, g, o; the GRU's r, z, the input part of n with `b_in`, the hidden part of n with
+   * `b_hn`).
    */
   readonly gates: (t: number, h: tf.Tensor) => tf.Tensor[];
   /** LSTM peepholes `w_ci`, `w_cf`, `w_co`, each `[S, B, H]`. */
@@ -216,10 +221,12 @@ const lstmScan: Scan = ({ T, gates, peephole, state }) => {
 };
 
 /**
- * The GRU with one bias per gate, as the reference (three gate blocks; gate order r, z, n):
+ * The GRU, as the reference (gate order r, z, n; biases `b_r`, `b_z`, `b_in` and `b_hn`):
  *   r = σ(x Wr + h Ur + b_r),  z = σ(x Wz + h Uz + b_z),
- *   n = tanh(x Wn + b_n + r ⊙ (h Un)),  h = (1 - z) ⊙ n + z ⊙ h_prev.
- * PyTorch's `nn.GRU` also has a second bias inside `r ⊙ (h Un + b_hn)`; here `b_hn = 0`.
+ *   n = tanh(x Wn + b_in + r ⊙ (h Un + b_hn)),  h = (1 - z) ⊙ n + z ⊙ h_prev.
+ * `b_hn` is not redundant: it is scaled by `r`. (PyTorch's `nn.GRU` is the same cell; its separate
+ * input- and hidden-side biases of r and z only add up.) `gates` gives `x Wn + b_in` and
+ * `h Un + b_hn` as the third and fourth blocks.
  */
 const gruScan: Scan = ({ T, gates, state }) => {
   let h = state.h as tf.Tensor;
@@ -256,38 +263,31 @@ function perGate(a: tf.Tensor, G: number, S: number): tf.Tensor3D {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The shared implementation
+// The shared implementation: what the builder needs besides the weights (input checks, the
+// deterministic, sampled and mean-mode forward passes), and the recurrent layer on top of it.
 
-interface WeightSpec {
-  readonly name: 'weightIh' | 'weightHh' | 'bias' | 'peephole';
-  readonly shape: Shape;
-  /** Its noise key is `foldIn(layerKey, index)`. */
-  readonly index: number;
-}
-
-interface CellSpec {
+/** One recurrent cell type. */
+interface Cell<S extends StateRec> {
   readonly kind: 'bayesianLSTM' | 'bayesianGRU';
-  readonly gates: number;
-  readonly stateKeys: readonly ('h' | 'c')[];
+  /** Gate blocks in the weight matrices (the GRU's are padded to four in `run`). */
+  readonly gates: 3 | 4;
+  readonly stateKeys: readonly (keyof S & string)[];
   readonly scan: Scan;
-  readonly peephole: boolean;
 }
 
-const LSTM_OPTION_NAMES = [
-  'inFeatures',
-  'outFeatures',
-  'bias',
-  'peephole',
-  'name',
-  ...BAYESIAN_OPTION_NAMES,
-];
-const GRU_OPTION_NAMES = ['inFeatures', 'outFeatures', 'bias', 'name', ...BAYESIAN_OPTION_NAMES];
+const LSTM_CELL: Cell<LstmState> = {
+  kind: 'bayesianLSTM',
+  gates: 4,
+  stateKeys: ['h', 'c'],
+  scan: lstmScan,
+};
+
+const GRU_CELL: Cell<GruState> = { kind: 'bayesianGRU', gates: 3, stateKeys: ['h'], scan: gruScan };
 
 const isTensor = (x: unknown): x is tf.Tensor => x instanceof tf.Tensor;
 
-/** `tf.unstack`, but a length-1 axis is squeezed: tfjs's Unpack gradient fails for one output. */
-const unstack = (x: tf.Tensor, axis = 0): tf.Tensor[] =>
-  x.shape[axis] === 1 ? [tf.squeeze(x, [axis])] : tf.unstack(x, axis);
+const hasShape = (t: tf.Tensor, shape: readonly number[]): boolean =>
+  t.rank === shape.length && t.shape.every((d, i) => d === shape[i]);
 
 function describe(x: unknown): string {
   if (isTensor(x)) return `a tensor ${fmtShape(x.shape)}`;
@@ -296,79 +296,58 @@ function describe(x: unknown): string {
   return typeof x;
 }
 
-function recurrent(
-  spec: CellSpec,
-  options: BayesianRecurrentOptions,
-  optionNames: readonly string[],
-): BayesianRecurrentLayer<Record<string, GaussianParams>, Tensors, StateRec> {
-  const name = options?.name ?? spec.kind;
-  const where = `${spec.kind} '${name}'`;
-  if (options === null || typeof options !== 'object') {
-    validate(where, [positiveInt('inFeatures', undefined), positiveInt('outFeatures', undefined)]);
-  }
-  validate(where, [
-    knownKeys(options, optionNames),
-    positiveInt('inFeatures', options.inFeatures),
-    positiveInt('outFeatures', options.outFeatures),
-    isBool('bias', options.bias ?? true),
-    ...(spec.kind === 'bayesianLSTM'
-      ? [isBool('peephole', (options as BayesianLSTMOptions).peephole ?? false)]
-      : []),
-    check(
-      options.name === undefined || (typeof options.name === 'string' && options.name !== ''),
-      `name must be a non-empty string, got ${String(options.name)}`,
-    ),
-    ...bayesianChecks(options),
-  ]);
-  const r: ResolvedBayesian = resolveBayesian(
-    options,
-    BAYESIAN_DEFAULTS.posteriorRhoInitOther,
-    where,
-  );
-  const inF = options.inFeatures;
-  const H = options.outFeatures;
-  const G = spec.gates;
-  const useBias = options.bias ?? true;
-  const usePeephole = spec.peephole;
-  const weightSpecs: WeightSpec[] = [
-    { name: 'weightIh', shape: [inF, G * H], index: 0 },
-    { name: 'weightHh', shape: [H, G * H], index: 1 },
-    ...(useBias ? [{ name: 'bias' as const, shape: [G * H], index: 2 }] : []),
-    ...(usePeephole ? [{ name: 'peephole' as const, shape: [3, H], index: 3 }] : []),
-  ];
+/** The recurrence of one cell configuration, and the passes the builder and the layer use. */
+interface Recurrence<S extends StateRec> {
+  readonly outputShape: (inputShape: Shape, path: string) => Shape;
+  /** Throws `ShapeError` naming `path` for a bad sequence or state. */
+  readonly checkInput: (input: RnnIn<S>, path: string, batched: boolean) => void;
+  /** The recurrence on a checked input; `S` given: weights with the leading sample axis. */
+  readonly run: (
+    w: RnnWeights,
+    input: RnnIn<S>,
+    S?: number,
+  ) => { readonly out: tf.Tensor; readonly state: S };
+  /** Mean mode in a batched pass: the samples share the weights. */
+  readonly forwardMean: (
+    w: RnnWeights,
+    input: RnnIn<S>,
+    ctx: SampledCtx,
+  ) => { readonly out: tf.Tensor; readonly batched: boolean };
+  readonly zeroState: (batchSize: number) => S;
+}
 
-  const outputShape = (inputShape: Shape, path?: string): Shape => {
+function recurrence<S extends StateRec>(
+  cell: Cell<S>,
+  where: string,
+  inF: number,
+  H: number,
+): Recurrence<S> {
+  const G = cell.gates;
+
+  const outputShape = (inputShape: Shape, path: string): Shape => {
     if (!Array.isArray(inputShape) || inputShape.length !== 3 || inputShape[2] !== inF) {
       throw new ShapeError(
-        path ?? name,
+        path,
         `expected input of shape [batch, time, ${inF}] (inFeatures = ${inF}), got ${Array.isArray(inputShape) ? fmtShape(inputShape) : String(inputShape)}.`,
       );
     }
     return [inputShape[0] as number, inputShape[1] as number, H];
   };
 
-  const checked = (
-    params: Record<string, GaussianParams>,
-    path: string,
-  ): Record<string, GaussianParams> =>
-    Object.fromEntries(
-      weightSpecs.map((w) => [
-        w.name,
-        checkGaussian(params?.[w.name], `${path}.${w.name}`, w.shape),
-      ]),
-    );
+  /** `x` or `{ x, state }` (after `checkInput`). */
+  const split = (input: RnnIn<S>): { x: tf.Tensor; state?: S } =>
+    isTensor(input) ? { x: input } : { x: input.x, state: input.state };
 
-  /** Splits `x` or `{ x, state }` and checks the sequence's shape (rank 3, or 4 when batched). */
-  const parseInput = (
-    input: unknown,
-    path: string,
-    batched: boolean,
-  ): { x: tf.Tensor; state?: StateRec } => {
+  /**
+   * The sequence: rank 3 (rank 4 with the sample axis when `batched`), `inFeatures` last, at
+   * least one step; each state entry `[B, H]`, or (batched) `[S, B, H]`.
+   */
+  const checkInput = (input: RnnIn<S>, path: string, batched: boolean): void => {
     let x: unknown = input;
     let state: unknown;
     if (!isTensor(input) && typeof input === 'object' && input !== null && 'x' in input) {
-      x = (input as RnnInput<StateRec>).x;
-      state = (input as RnnInput<StateRec>).state;
+      x = input.x;
+      state = input.state;
     }
     const rank = batched ? 4 : 3;
     const want = batched ? `[samples, batch, time, ${inF}]` : `[batch, time, ${inF}]`;
@@ -384,41 +363,19 @@ function recurrent(
         `expected a sequence of shape ${want} (inFeatures = ${inF}, at least one time step), got ${fmtShape(x.shape)}.`,
       );
     }
-    if (state === undefined) return { x };
+    if (state === undefined) return;
     if (typeof state !== 'object' || state === null) {
       throw new ShapeError(
         path,
-        `state must be { ${spec.stateKeys.join(', ')} }, got ${describe(state)}.`,
+        `state must be { ${cell.stateKeys.join(', ')} }, got ${describe(state)}.`,
       );
     }
-    return { x, state: state as StateRec };
-  };
-
-  /**
-   * Checks the state against the batch size: each entry `[B, H]`, or (batched) `[S, B, H]`;
-   * returns the entries in a fresh record, or zeros where no state is given.
-   */
-  const stateFor = (
-    state: StateRec | undefined,
-    path: string,
-    B: number,
-    S: number | undefined,
-  ): StateRec => {
-    const out: StateRec = {};
-    for (const k of spec.stateKeys) {
-      const t = state?.[k];
-      if (state === undefined) {
-        out[k] = tf.zeros(S === undefined ? [B, H] : [S, B, H]);
-        continue;
-      }
+    const B = x.shape[rank - 3] as number;
+    const S = batched ? (x.shape[0] as number) : undefined;
+    for (const k of cell.stateKeys) {
+      const t = (state as Record<string, unknown>)[k];
       const ok =
-        isTensor(t) &&
-        ((t.rank === 2 && t.shape[0] === B && t.shape[1] === H) ||
-          (S !== undefined &&
-            t.rank === 3 &&
-            t.shape[0] === S &&
-            t.shape[1] === B &&
-            t.shape[2] === H));
+        isTensor(t) && (hasShape(t, [B, H]) || (S !== undefined && hasShape(t, [S, B, H])));
       if (!ok) {
         throw new ShapeError(
           `${path}.state.${k}`,
@@ -426,36 +383,34 @@ function recurrent(
             `${S === undefined ? '' : ` or [${S}, ${B}, ${H}] (one per sample)`}, got ${describe(t)}.`,
         );
       }
-      // a shared state reaches the samples by a leading-axis broadcast (the fast path on cpu)
-      out[k] = S !== undefined && t.rank === 2 ? tf.add(tf.zeros([S, B, H]), t) : t;
     }
-    return out;
   };
 
   /**
    * The recurrence. Unbatched: `w` has the weights' own shapes and `x [B, T, in]`. Batched
    * (`S` given): `w` has a leading sample axis, `x [B, T, in]` (shared) or `[S, B, T, in]`.
    */
-  const run = (
-    w: Tensors,
-    x: tf.Tensor,
-    state: StateRec | undefined,
-    path: string,
-    S?: number,
-  ): { out: tf.Tensor; state: StateRec } =>
+  const run = (w: RnnWeights, input: RnnIn<S>, S?: number): { out: tf.Tensor; state: S } =>
     tidy(() => {
+      const { x, state } = split(input);
       // one weight sample is S = 1 with a leading sample axis added (one code path)
       const SS = S ?? 1;
       const lead = (t: tf.Tensor): tf.Tensor => (S === undefined ? tf.expandDims(t, 0) : t);
       const xBatched = S !== undefined && x.rank === 4;
       const [B, T] = (xBatched ? x.shape.slice(1, 3) : x.shape.slice(0, 2)) as [number, number];
-      const s0 = stateFor(state, path, B, S);
-      const state0: StateRec = Object.fromEntries(Object.entries(s0).map(([k, t]) => [k, lead(t)]));
+      // the initial state [S, B, H]: zeros, or the given one (a shared one reaches the samples by a
+      // leading-axis broadcast, the fast path on cpu)
+      const state0: Record<string, tf.Tensor> = {};
+      for (const k of cell.stateKeys) {
+        const t = state?.[k];
+        if (t === undefined) state0[k] = lead(tf.zeros(S === undefined ? [B, H] : [S, B, H]));
+        else state0[k] = lead(S !== undefined && t.rank === 2 ? tf.add(tf.zeros([S, B, H]), t) : t);
+      }
       // four gate blocks [4 * S, K, H]: the LSTM's i, f, g, o; for the GRU the input weights
-      // [Wr, Wz, Wn, 0] and the recurrent ones [Ur, Uz, 0, Un], so that one sum gives r and z
-      // whole and n's two parts apart
-      let wx = gateMajor(lead(w.weightIh as tf.Tensor), G, H);
-      let wh = gateMajor(lead(w.weightHh as tf.Tensor), G, H);
+      // [Wr, Wz, Wn, 0] and the recurrent ones [Ur, Uz, 0, Un] with the biases
+      // [b_r, b_z, b_in, b_hn], so that one sum gives r and z whole and n's two parts apart
+      let wx = gateMajor(lead(w.weightIh), G, H);
+      let wh = gateMajor(lead(w.weightHh), G, H);
       let b4: tf.Tensor | undefined = w.bias
         ? tf.reshape(tf.transpose(tf.reshape(lead(w.bias), [SS, G, H]), [1, 0, 2]), [G * SS, 1, H])
         : undefined;
@@ -468,14 +423,17 @@ function recurrent(
           tf.zeros([SS, H, H]),
           block(wh, 2),
         ]) as tf.Tensor3D;
-        if (b4) b4 = tf.concat([b4, tf.zeros([SS, 1, H])]);
+        if (b4) {
+          const bhn = w.biasHn ? tf.reshape(lead(w.biasHn), [SS, 1, H]) : tf.zeros([SS, 1, H]);
+          b4 = tf.concat([b4, bhn]);
+        }
       }
       // the bias of each block, [4 * S, B, H], by a rank-1 batched matMul (no size-1 broadcast)
       const bias = b4
         ? tf.matMul(tf.ones([4 * SS, B, 1]) as tf.Tensor3D, b4 as tf.Tensor3D)
         : undefined;
       // time-major input: step t is a contiguous slice, [B, in] (shared) or [S, B, in]
-      const xs = unstack(xBatched ? tf.transpose(x, [2, 0, 1, 3]) : tf.transpose(x, [1, 0, 2]));
+      const xs = tf.unstack(xBatched ? tf.transpose(x, [2, 0, 1, 3]) : tf.transpose(x, [1, 0, 2]));
       let peephole: [tf.Tensor, tf.Tensor, tf.Tensor] | undefined;
       if (w.peephole) {
         // [S, 3, H] -> three [S, B, H], each by a rank-1 batched matMul
@@ -494,183 +452,102 @@ function recurrent(
           tf.matMul(perGate(h, 4, SS), wh),
         );
         if (bias) pre = tf.add(pre, bias);
-        return unstack(tf.reshape(pre, [4, SS, B, H]));
+        return tf.unstack(tf.reshape(pre, [4, SS, B, H]));
       };
-      const r = spec.scan({ T, gates, peephole, state: state0 });
+      const r = cell.scan({ T, gates, peephole, state: state0 });
       // time-major [T, S, B, H] -> [S, B, T, H] by one transpose (stacking along the time axis
       // would make the gradient slice along it)
       const out = tf.transpose(tf.stack(r.hs), [1, 2, 0, 3]);
       const drop = (t: tf.Tensor): tf.Tensor => (S === undefined ? tf.squeeze(t, [0]) : t);
       return {
         out: drop(out),
-        state: Object.fromEntries(Object.entries(r.state).map(([k, t]) => [k, drop(t)])),
+        state: Object.fromEntries(Object.entries(r.state).map(([k, t]) => [k, drop(t)])) as S,
       };
     });
 
-  const forward = (weights: Tensors, x: tf.Tensor, state?: StateRec): RecurrentOutput<StateRec> =>
+  const forwardMean = (
+    w: RnnWeights,
+    input: RnnIn<S>,
+    ctx: SampledCtx,
+  ): { out: tf.Tensor; batched: boolean } =>
     tidy(() => {
-      const parsed = parseInput(state === undefined ? x : { x, state }, name, false);
-      return run(weights, parsed.x, parsed.state, name);
+      if (!ctx.batched) return { out: run(w, input).out, batched: false };
+      // one input per sample and the same weights: fold the sample axis into the batch
+      const { x, state } = split(input);
+      const [S, B, T] = x.shape as [number, number, number, number];
+      const folded = state
+        ? (Object.fromEntries(
+            cell.stateKeys.map((k) => {
+              const t = state[k] as tf.Tensor;
+              const all = t.rank === 2 ? tf.add(tf.zeros([S, B, H]), t) : t;
+              return [k, tf.reshape(all, [S * B, H])];
+            }),
+          ) as S)
+        : undefined;
+      const res = run(w, { x: tf.reshape(x, [S * B, T, inF]), state: folded });
+      return { out: tf.reshape(res.out, [S, B, T, H]), batched: true };
     });
 
-  const mean = (params: Record<string, GaussianParams>): Tensors =>
-    Object.fromEntries(weightSpecs.map((w) => [w.name, (params[w.name] as GaussianParams).mu]));
+  const zeroState = (batchSize: number): S => {
+    validate(where, [positiveInt('zeroState batchSize', batchSize)]);
+    return tidy(
+      () => Object.fromEntries(cell.stateKeys.map((k) => [k, tf.zeros([batchSize, H])])) as S,
+    );
+  };
 
-  const sample = (
-    params: Record<string, GaussianParams>,
-    key: Key | undefined,
-    ctx?: { noise?: NoiseFn; path?: string; computeKl?: boolean },
-  ): { weights: Tensors; kl: tf.Scalar } =>
-    tidy(() => {
-      const path = ctx?.path ?? name;
-      const p = checked(params, path);
-      const withKl = ctx?.computeKl !== false;
-      const weights: Tensors = {};
-      let kl: tf.Scalar = tf.scalar(0);
-      for (const w of weightSpecs) {
-        const s = sampleWeight(
-          p[w.name] as GaussianParams,
-          weightKey(key, w.index),
-          `${path}.${w.name}`,
-          r,
-          ctx?.noise,
-          withKl,
-        );
-        weights[w.name] = s.w;
-        kl = tf.add(kl, s.kl);
-      }
-      return { weights, kl };
-    });
+  return { outputShape, checkInput, run, forwardMean, zeroState };
+}
 
-  const applyWithState = (
-    params: Record<string, GaussianParams>,
-    input: RnnIn<StateRec>,
-    ctx?: ApplyCtx,
-  ): AppliedWithState<StateRec> =>
-    tidy(() => {
-      const path = ctxPath(ctx, name);
-      const { x, state } = parseInput(input, path, false);
-      if (resolveMode(ctx, r.freeze) === 'mean') {
-        const res = run(mean(checked(params, path)), x, state, path);
-        return { out: res.out, state: res.state, kl: tf.scalar(0) };
-      }
-      const { weights, kl } = sample(params, ctx?.key, {
-        noise: ctx?.noise,
-        path,
-        computeKl: ctx?.computeKl,
-      });
-      const res = run(weights, x, state, path);
-      return { out: res.out, state: res.state, kl };
-    });
-
-  const apply = (
-    params: Record<string, GaussianParams>,
-    input: RnnIn<StateRec>,
-    ctx?: ApplyCtx,
-  ): Applied<tf.Tensor> =>
-    tidy(() => {
-      const { out, kl } = applyWithState(params, input, ctx);
-      return { out, kl };
-    });
-
-  const applyBatched = (
-    params: Record<string, GaussianParams>,
-    input: RnnIn<StateRec>,
-    ctx: BatchCtx,
-  ): AppliedBatched<tf.Tensor> =>
-    tidy(() => {
-      const path = ctxPath(ctx, name);
-      const S = ctx.numSamples;
-      const { x, state } = parseInput(input, path, ctx.batched);
-      const p = checked(params, path);
-      const stateBatched = spec.stateKeys.some((k) => state?.[k]?.rank === 3);
-      if (resolveMode(ctx, r.freeze) === 'mean') {
-        const kl = tf.zeros([S]) as tf.Tensor1D;
-        if (!ctx.batched && !stateBatched) {
-          return { out: run(mean(p), x, state, path).out, kl, batched: false };
-        }
-        // the samples share the weights: fold the sample axis into the batch
-        const xs = ctx.batched ? x : tf.add(tf.zeros([S, ...x.shape]), x);
-        const [B, T] = xs.shape.slice(1, 3) as [number, number];
-        const s0 = state === undefined ? undefined : stateFor(state, path, B, S);
-        const folded = s0
-          ? Object.fromEntries(Object.entries(s0).map(([k, t]) => [k, tf.reshape(t, [S * B, H])]))
-          : undefined;
-        const res = run(mean(p), tf.reshape(xs, [S * B, T, inF]), folded, path);
-        return { out: tf.reshape(res.out, [S, B, T, H]), kl };
-      }
-      const withKl = ctx.computeKl !== false;
-      const weights: Tensors = {};
-      let kl = tf.zeros([S]) as tf.Tensor1D;
-      for (const w of weightSpecs) {
-        const s = sampleWeightBatched(
-          p[w.name] as GaussianParams,
-          weightKeys(ctx.keys, w.index),
-          S,
-          `${path}.${w.name}`,
-          r,
-          ctx.noise,
-          withKl,
-        );
-        weights[w.name] = s.w;
-        kl = tf.add(kl, s.kl);
-      }
-      return { out: run(weights, x, state, path, S).out, kl };
-    });
-
-  const layer: BayesianRecurrentLayer<Record<string, GaussianParams>, Tensors, StateRec> = {
-    name,
-    kind: spec.kind,
-    config: Object.freeze({
-      inFeatures: inF,
-      outFeatures: H,
-      bias: useBias,
-      ...(spec.kind === 'bayesianLSTM' ? { peephole: usePeephole } : {}),
-      name,
-      ...resolvedConfig(r),
-    }),
-    outputShape,
-    init(key: Key, inputShape: Shape, path?: string) {
-      const out = outputShape(inputShape, path);
-      const params = tidy(() =>
-        Object.fromEntries(
-          weightSpecs.map((w) => [
-            w.name,
-            initGaussian(
-              weightKey(key, w.index) as Key,
-              w.shape,
-              r.posteriorMuInit,
-              r.posteriorRhoInit,
-            ),
-          ]),
-        ),
-      );
-      return {
-        params: freezeTree(params) as Record<string, GaussianParams>,
-        outputShape: out,
-      };
-    },
-    apply,
-    applyBatched,
-    klDivergence(params: Record<string, GaussianParams>, ctx?: ApplyCtx): tf.Scalar {
-      return tidy(() => {
-        if (resolveMode(ctx, r.freeze) === 'mean') return tf.scalar(0);
-        return sample(params, ctx?.key, { noise: ctx?.noise, path: ctxPath(ctx, name) }).kl;
-      });
-    },
-    sample,
-    mean,
-    forward,
-    applyWithState,
-    zeroState(batchSize: number): StateRec {
-      validate(where, [positiveInt('zeroState batchSize', batchSize)]);
-      return tidy(() =>
-        Object.fromEntries(spec.stateKeys.map((k) => [k, tf.zeros([batchSize, H])])),
-      );
-    },
+/**
+ * `recurrentLayer(core, rec) -> BayesianRecurrentLayer`: the builder's layer `core` (whose `apply`
+ * returns the output sequence) with the state-aware steps: `forward(weights, x, state?)`,
+ * `applyWithState` (on the builder's `draw`, so it samples exactly the weights `apply` does) and
+ * `zeroState`.
+ */
+function recurrentLayer<P extends ParamTree, W extends RnnWeights, S extends StateRec>(
+  core: BayesianLayer<P, W, RnnIn<S>, tf.Tensor>,
+  rec: Recurrence<S>,
+): BayesianRecurrentLayer<P, W, S> {
+  const layer: BayesianRecurrentLayer<P, W, S> = {
+    ...core,
+    forward: (weights: W, x: tf.Tensor, state?: S): RecurrentOutput<S> =>
+      tidy(() => {
+        const input: RnnIn<S> = state === undefined ? x : { x, state };
+        rec.checkInput(input, core.name, false);
+        return rec.run(weights, input);
+      }),
+    applyWithState: (params: P, input: RnnIn<S>, ctx?: ApplyCtx): AppliedWithState<S> =>
+      tidy(() => {
+        rec.checkInput(input, ctxPath(ctx, core.name), false);
+        const { weights, kl } = core.draw(params, ctx);
+        const { out, state } = rec.run(weights, input);
+        return { out, state, kl };
+      }),
+    zeroState: rec.zeroState,
   };
   return Object.freeze(layer);
 }
+
+/** The options of `bayesianLSTM` / `bayesianGRU` before any is read (a non-object: one error). */
+function checkOptionsObject(options: unknown, where: string): void {
+  if (options === null || typeof options !== 'object') {
+    validate(where, [positiveInt('inFeatures', undefined), positiveInt('outFeatures', undefined)]);
+  }
+}
+
+type LstmDecls = {
+  readonly weightIh: WeightDecl;
+  readonly weightHh: WeightDecl;
+  readonly bias: WeightDecl | undefined;
+  readonly peephole: WeightDecl | undefined;
+};
+
+type GruDecls = {
+  readonly weightIh: WeightDecl;
+  readonly weightHh: WeightDecl;
+  readonly bias: WeightDecl | undefined;
+  readonly biasHn: WeightDecl | undefined;
+};
 
 /**
  * `bayesianLSTM(options) -> Layer`: a Bayes-by-Backprop LSTM (the reference's `BayesianLSTM`).
@@ -702,17 +579,40 @@ function recurrent(
  * ```
  */
 export function bayesianLSTM(options: BayesianLSTMOptions): BayesianLSTMLayer {
-  return recurrent(
-    {
-      kind: 'bayesianLSTM',
-      gates: 4,
-      stateKeys: ['h', 'c'],
-      scan: lstmScan,
-      peephole: options?.peephole === true,
-    },
+  const name = options?.name ?? LSTM_CELL.kind;
+  const where = `${LSTM_CELL.kind} '${name}'`;
+  checkOptionsObject(options, where);
+  const inF = options.inFeatures;
+  const H = options.outFeatures;
+  const useBias = options.bias ?? true;
+  const usePeephole = options.peephole ?? false;
+  const rec = recurrence(LSTM_CELL, where, inF, H);
+  const weights: LstmDecls = {
+    weightIh: { shape: [inF, 4 * H], index: 0 },
+    weightHh: { shape: [H, 4 * H], index: 1 },
+    bias: useBias ? { shape: [4 * H], index: 2 } : undefined,
+    peephole: usePeephole === true ? { shape: [3, H], index: 3 } : undefined,
+  };
+  const core = bayesianLayer<LstmDecls, RnnIn<LstmState>, tf.Tensor>({
+    kind: LSTM_CELL.kind,
+    name,
     options,
-    LSTM_OPTION_NAMES,
-  ) as unknown as BayesianLSTMLayer;
+    optionNames: ['inFeatures', 'outFeatures', 'bias', 'peephole', 'name'],
+    checks: [
+      positiveInt('inFeatures', inF),
+      positiveInt('outFeatures', H),
+      isBool('bias', useBias),
+      isBool('peephole', usePeephole),
+    ],
+    config: { inFeatures: inF, outFeatures: H, bias: useBias, peephole: usePeephole, name },
+    weights,
+    outputShape: rec.outputShape,
+    checkInput: rec.checkInput,
+    forward: (w, input) => rec.run(w, input).out,
+    forwardSampled: (w, input, ctx) => rec.run(w, input, ctx.numSamples).out,
+    forwardMean: rec.forwardMean,
+  });
+  return recurrentLayer<BayesianLSTMParams, LstmWeights, LstmState>(core, rec);
 }
 
 /**
@@ -722,12 +622,13 @@ export function bayesianLSTM(options: BayesianLSTMOptions): BayesianLSTMLayer {
  * sequence `[batch, time, outFeatures]`, `applyWithState` also the final `{ h }`. Defaults as
  * `bayesianLSTM` (no peephole option), `name = 'bayesianGRU'`.
  *
- * Weights: `weightIh [in, 3H]`, `weightHh [H, 3H]`, `bias [3H]`, gate blocks r (reset), z
- * (update), n (candidate): exactly three (the reference allocates and regularises a fourth block
- * that it never uses). The cell, with the reference's single bias per gate:
- * `r = σ(x Wr + h Ur + b_r)`, `z = σ(x Wz + h Uz + b_z)`, `n = tanh(x Wn + b_n + r ⊙ (h Un))`,
- * `h = (1 - z) ⊙ n + z ⊙ h_prev` (PyTorch's `nn.GRU` adds a second bias `b_hn` inside the
- * reset product; here it is 0).
+ * Weights: `weightIh [in, 3H]`, `weightHh [H, 3H]` with gate blocks r (reset), z (update), n
+ * (candidate): exactly three (the reference allocates and regularises a fourth block of each that
+ * it never uses); the reference's four bias blocks as `bias [3H]` (`b_r`, `b_z`, `b_in`) and
+ * `biasHn [H]` (`b_hn`, noise key `foldIn(layerKey, 4)`), both Bayesian and both absent with
+ * `bias: false`. The cell: `r = σ(x Wr + h Ur + b_r)`, `z = σ(x Wz + h Uz + b_z)`,
+ * `n = tanh(x Wn + b_in + r ⊙ (h Un + b_hn))`, `h = (1 - z) ⊙ n + z ⊙ h_prev`; `b_hn` sits inside
+ * the reset product, so it cannot be folded into `b_in`.
  *
  * @example
  * ```ts
@@ -738,18 +639,43 @@ export function bayesianLSTM(options: BayesianLSTMOptions): BayesianLSTMLayer {
  * ```
  */
 export function bayesianGRU(options: BayesianGRUOptions): BayesianGRULayer {
-  return recurrent(
-    { kind: 'bayesianGRU', gates: 3, stateKeys: ['h'], scan: gruScan, peephole: false },
+  const name = options?.name ?? GRU_CELL.kind;
+  const where = `${GRU_CELL.kind} '${name}'`;
+  checkOptionsObject(options, where);
+  const inF = options.inFeatures;
+  const H = options.outFeatures;
+  const useBias = options.bias ?? true;
+  const rec = recurrence(GRU_CELL, where, inF, H);
+  const weights: GruDecls = {
+    weightIh: { shape: [inF, 3 * H], index: 0 },
+    weightHh: { shape: [H, 3 * H], index: 1 },
+    bias: useBias ? { shape: [3 * H], index: 2 } : undefined,
+    // its own index: `bias` keeps its shape and keys; 3 is the LSTM's peephole
+    biasHn: useBias ? { shape: [H], index: 4 } : undefined,
+  };
+  const core = bayesianLayer<GruDecls, RnnIn<GruState>, tf.Tensor>({
+    kind: GRU_CELL.kind,
+    name,
     options,
-    GRU_OPTION_NAMES,
-  ) as unknown as BayesianGRULayer;
+    optionNames: ['inFeatures', 'outFeatures', 'bias', 'name'],
+    checks: [
+      positiveInt('inFeatures', inF),
+      positiveInt('outFeatures', H),
+      isBool('bias', useBias),
+    ],
+    config: { inFeatures: inF, outFeatures: H, bias: useBias, name },
+    weights,
+    outputShape: rec.outputShape,
+    checkInput: rec.checkInput,
+    forward: (w, input) => rec.run(w, input).out,
+    forwardSampled: (w, input, ctx) => rec.run(w, input, ctx.numSamples).out,
+    forwardMean: rec.forwardMean,
+  });
+  return recurrentLayer<BayesianGRUParams, GruWeights, GruState>(core, rec);
 }
 
 // ---------------------------------------------------------------------------------------------
 // lastTimeStep
-
-type Empty = Readonly<Record<string, never>>;
-const EMPTY: Empty = Object.freeze({});
 
 /**
  * `lastTimeStep(opts?) -> Layer`: `[batch, time, features] -> [batch, features]`, the last step of
@@ -761,49 +687,35 @@ const EMPTY: Empty = Object.freeze({});
  * serial([bayesianGRU({ inFeatures: 4, outFeatures: 8 }), lastTimeStep(), dense({ units: 2 })]);
  * ```
  */
-export function lastTimeStep(opts: { name?: string } = {}): Layer<Empty> {
+export function lastTimeStep(opts: { name?: string } = {}): Layer<EmptyParams> {
   const name = opts.name ?? 'lastTimeStep';
   validate(`lastTimeStep '${name}'`, [knownKeys(opts, ['name'])]);
-  const outputShape = (s: Shape, path?: string): Shape => {
-    if (!Array.isArray(s) || s.length < 2) {
-      throw new ShapeError(
-        path ?? name,
-        `expected a sequence [batch, time, features], got ${Array.isArray(s) ? fmtShape(s) : String(s)}.`,
-      );
-    }
-    return [...s.slice(0, -2), s[s.length - 1] as number];
-  };
-  const last = (x: unknown, path: string): tf.Tensor => {
-    if (!isTensor(x) || x.rank < 2 || (x.shape[x.rank - 2] as number) < 1) {
-      throw new ShapeError(
-        path,
-        `expected a sequence tensor [batch, time, features] with at least one step, got ${describe(x)}.`,
-      );
-    }
-    const axis = x.rank - 2;
-    const T = x.shape[axis] as number;
-    const begin = x.shape.map((_, i) => (i === axis ? T - 1 : 0));
-    const size = x.shape.map((d, i) => (i === axis ? 1 : d));
-    return tf.squeeze(tf.slice(x, begin, size), [axis]);
-  };
-  const layer: Layer<Empty> = {
-    name,
+  return deterministicLayer<EmptyParams, tf.Tensor, tf.Tensor, Shape, Shape>({
     kind: 'lastTimeStep',
-    config: Object.freeze({ name }),
-    outputShape,
-    init: (_key: Key, inputShape: Shape, path?: string) => ({
-      params: EMPTY,
-      outputShape: outputShape(inputShape, path),
-    }),
-    apply: (_p: Empty, x: tf.Tensor, ctx?: ApplyCtx): Applied<tf.Tensor> =>
-      tidy(() => ({ out: last(x, ctxPath(ctx, name)), kl: tf.scalar(0) })),
-    applyBatched: (_p: Empty, x: tf.Tensor, ctx: BatchCtx): AppliedBatched<tf.Tensor> =>
-      tidy(() => ({
-        out: last(x, ctxPath(ctx, name)),
-        kl: tf.zeros([ctx.numSamples]) as tf.Tensor1D,
-        batched: ctx.batched,
-      })),
-    klDivergence: () => tf.scalar(0),
-  };
-  return Object.freeze(layer);
+    name,
+    outputShape: (s: Shape, path: string): Shape => {
+      if (!Array.isArray(s) || s.length < 2) {
+        throw new ShapeError(
+          path,
+          `expected a sequence [batch, time, features], got ${Array.isArray(s) ? fmtShape(s) : String(s)}.`,
+        );
+      }
+      return [...s.slice(0, -2), s[s.length - 1] as number];
+    },
+    forward: (_p, x, ctx) => {
+      if (!isTensor(x) || x.rank < 2 || (x.shape[x.rank - 2] as number) < 1) {
+        throw new ShapeError(
+          ctx.path,
+          `expected a sequence tensor [batch, time, features] with at least one step, got ${describe(x)}.`,
+        );
+      }
+      const axis = x.rank - 2;
+      const T = x.shape[axis] as number;
+      const begin = x.shape.map((_, i) => (i === axis ? T - 1 : 0));
+      const size = x.shape.map((d, i) => (i === axis ? 1 : d));
+      return tf.squeeze(tf.slice(x, begin, size), [axis]);
+    },
+    // the last step of the second-to-last axis, whatever the leading axes
+    batch: 'leading',
+  });
 }

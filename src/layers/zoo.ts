@@ -13,10 +13,10 @@ import { foldIn, normal, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
 import { BAYESIAN_OPTION_NAMES, bayesianChecks, type BayesianOptions } from './bayesian';
 import { serial, type CombinatorParams } from './combinators';
-import { check, isBool, knownKeys, positiveInt, validate, type Check } from './config';
+import { check, isBool, knownKeys, positiveInt, validate, type Check } from '../validation';
 import { bayesianConv2d } from './conv';
 import { dropout, flatten, relu } from './deterministic';
-import { ParamError } from './errors';
+import { ParamError, show } from '../errors';
 import { bayesianLinear } from './linear';
 import { maxPool2d } from './pooling';
 import type { AnyLayer, Layer, Shape } from './types';
@@ -41,7 +41,6 @@ function sizePair(v: unknown): [number, number] | undefined {
   return undefined;
 }
 
-const show = (v: unknown): string => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
 
 // ---------------------------------------------------------------------------------------------
 // LeNet-5

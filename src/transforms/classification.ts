@@ -7,9 +7,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import { isKey, type Key } from '../params/random';
-import type { ParamTree } from '../params/tree';
-import { MissingKeyError, ShapeError, fmtShape } from '../layers/errors';
-import type { AnyLayer } from '../layers/types';
+import { MissingKeyError, ShapeError, fmtShape } from '../errors';
+import { positiveInt, validate } from '../validation';
+import type { AnyLayer, InputOf, ParamsOf } from '../layers/types';
 import { loopSamples, vmapSamples, type SamplesCtx } from './elbo';
 
 /** Integer class labels: a tensor `[B]` (int32 or float32 holding integers) or plain numbers. */
@@ -146,9 +146,7 @@ export function expectedCalibrationError(
   options: CalibrationOptions = {},
 ): number {
   const M = options?.bins ?? 15;
-  if (!Number.isInteger(M) || M < 1) {
-    throw new RangeError(`expectedCalibrationError: bins must be a positive integer, got ${M}.`);
-  }
+  validate('expectedCalibrationError', [positiveInt('bins', M)]);
   const { p, y, B, C } = read('expectedCalibrationError', probs, labels);
   if (B === 0) throw new RangeError('expectedCalibrationError: probs has no rows.');
   const { cls, conf } = argmaxRows(p, B, C);
@@ -230,16 +228,14 @@ export interface PredictiveProbs {
  * accuracy(probs, yTest);
  * ```
  */
-export function predictiveProbs(
-  model: AnyLayer,
-  params: ParamTree,
-  x: unknown,
+export function predictiveProbs<M extends AnyLayer>(
+  model: M,
+  params: ParamsOf<M>,
+  x: InputOf<M>,
   options: PredictiveProbsOptions,
 ): PredictiveProbs {
   const S = options?.numSamples ?? 10;
-  if (!Number.isInteger(S) || S < 1) {
-    throw new RangeError(`predictiveProbs: numSamples must be a positive integer, got ${S}.`);
-  }
+  validate('predictiveProbs', [positiveInt('numSamples', S)]);
   if (options?.key === undefined) {
     throw new MissingKeyError('predictiveProbs', 'Monte Carlo prediction');
   }
@@ -251,7 +247,8 @@ export function predictiveProbs(
   const run =
     (options.sampler ?? 'vmap') === 'vmap' ? vmapSamples(model, S) : loopSamples(model, S);
   return tidy(() => {
-    const { out } = run(params, x, { ...options.ctx, key: options.key, computeKl: false });
+    const out = run(params, x, { ...options.ctx, key: options.key, computeKl: false })
+      .out as tf.Tensor;
     if (out.rank !== 3) {
       throw new ShapeError(
         'predictiveProbs',

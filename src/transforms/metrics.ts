@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
-import { ShapeError, fmtShape } from '../layers/errors';
+import { ShapeError, fmtShape } from '../errors';
 
 function sameShape(what: string, ...ts: tf.Tensor[]): void {
   const s = (ts[0] as tf.Tensor).shape.join(',');

@@ -610,7 +610,7 @@ describe('config and shape errors', () => {
     expect(text).toMatch(/kernelSize must be a positive integer or 2 positive integers.*got \[3\]/);
     expect(text).toMatch(/stride must be a positive integer or 2 positive integers.*got 0/);
     expect(text).toMatch(/padding must be 'same', 'valid'.*got "full"/);
-    expect(text).toMatch(/dilation must be .*got \[1,-1\]/);
+    expect(text).toMatch(/dilation must be .*got \[1, -1\]/);
     expect(text).toMatch(/inChannels \(3\) must be divisible by groups \(2\)/);
     expect(text).toMatch(/priorPi must be in \[0, 1\], got 2/);
     expect(problems.length).toBe(7);

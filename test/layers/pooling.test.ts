@@ -11,7 +11,7 @@ import { dispose, leaves, paths } from '../../src/params/tree';
 import { serial } from '../../src/layers/combinators';
 import { bayesianLinear } from '../../src/layers/linear';
 import { flatten, fn } from '../../src/layers/deterministic';
-import { ConfigError, ShapeError } from '../../src/layers/errors';
+import { ConfigError, ShapeError } from '../../src/errors';
 import {
   avgPool1d,
   avgPool2d,

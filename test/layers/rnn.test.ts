@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../../src/backend';
 import { bayesianLinear } from '../../src/layers/linear';
 import { serial } from '../../src/layers/combinators';
-import { ConfigError, ShapeError } from '../../src/layers/errors';
+import { ConfigError, ShapeError } from '../../src/errors';
 import {
   bayesianGRU,
   bayesianLSTM,
@@ -57,6 +57,7 @@ interface RefWeights {
   hh: readonly number[]; // [H, G*H]
   b?: readonly number[]; // [G*H]
   p?: readonly number[]; // [3, H]
+  hn?: readonly number[]; // [H], the GRU's b_hn
 }
 
 interface RefOut {
@@ -109,7 +110,9 @@ function refRun(
         } else {
           const r = sigmoid64(pre(0));
           const z = sigmoid64(pre(1));
-          const n = Math.tanh((xp[2 * H + k] as number) + r * (hp[2 * H + k] as number));
+          // n = tanh(x Wn + b_in + r * (h Un + b_hn)): b_hn is inside the reset product
+          const bhn = w.hn ? (w.hn[k] as number) : 0;
+          const n = Math.tanh((xp[2 * H + k] as number) + r * ((hp[2 * H + k] as number) + bhn));
           hNew = (1 - z) * n + z * hPrev;
         }
         hNext[b * H + k] = hNew;
@@ -161,13 +164,25 @@ function sampledRef(params: ParamTree, name: string, eps: Map<string, Float32Arr
     const e = eps.get(`${name}.${k}`) as Float32Array;
     return mu.map((m, i) => m + softplus64(rho[i] as number) * (e[i] as number));
   };
-  return { ih: w('weightIh')!, hh: w('weightHh')!, b: w('bias'), p: w('peephole') };
+  return {
+    ih: w('weightIh')!,
+    hh: w('weightHh')!,
+    b: w('bias'),
+    p: w('peephole'),
+    hn: w('biasHn'),
+  };
 }
 
 function meanRef(params: ParamTree): RefWeights {
   const p = params as Record<string, { mu: tf.Tensor } | undefined>;
   const w = (k: string) => (p[k] ? vals(p[k].mu) : undefined);
-  return { ih: w('weightIh')!, hh: w('weightHh')!, b: w('bias'), p: w('peephole') };
+  return {
+    ih: w('weightIh')!,
+    hh: w('weightHh')!,
+    b: w('bias'),
+    p: w('peephole'),
+    hn: w('biasHn'),
+  };
 }
 
 const cfgArb = fc.record({
@@ -231,6 +246,7 @@ describe('bayesianLSTM / bayesianGRU: numerics', () => {
           // the noise paths name each weight, and the layer has exactly these weights
           const expected = ['rnn.weightIh', 'rnn.weightHh'];
           if (c.bias) expected.push('rnn.bias');
+          if (c.bias && c.cell === 'gru') expected.push('rnn.biasHn');
           if (c.cell === 'lstm' && c.peephole) expected.push('rnn.peephole');
           expect([...eps.keys()].sort()).toEqual(expected.sort());
           // mean mode: the posterior means
@@ -343,10 +359,16 @@ describe('bayesianLSTM / bayesianGRU: numerics', () => {
             s: Record<string, tf.Tensor>;
           };
           const rawParams = params as Record<string, { rho: tf.Tensor }>;
-          for (const k of ['ih', 'hh', 'b', 'p'] as const) {
+          for (const k of ['ih', 'hh', 'b', 'p', 'hn'] as const) {
             const arr = w[k];
             if (!arr) continue;
-            const name = { ih: 'weightIh', hh: 'weightHh', b: 'bias', p: 'peephole' }[k];
+            const name = {
+              ih: 'weightIh',
+              hh: 'weightHh',
+              b: 'bias',
+              p: 'peephole',
+              hn: 'biasHn',
+            }[k];
             const gMu = vals(g.p[name]!.mu);
             const gRho = vals(g.p[name]!.rho);
             const rho = vals(rawParams[name]!.rho);
@@ -389,8 +411,114 @@ describe('bayesianLSTM / bayesianGRU: numerics', () => {
   });
 });
 
+describe("bayesianGRU: the candidate's hidden-side bias b_hn", () => {
+  /** The GRU's mean-mode params with `b_hn = d` (all units), `b_in` shifted by `dIn`, `b_r = br`. */
+  function withBiases(
+    params: ParamTree,
+    H: number,
+    { d, dIn = [] as readonly number[], br }: { d: number; dIn?: readonly number[]; br?: number },
+  ): ParamTree {
+    const p = params as Record<string, { mu: tf.Tensor; rho: tf.Tensor }>;
+    const b = vals(p['bias']!.mu).map((v, j) => {
+      if (br !== undefined && j < H) return br;
+      return j >= 2 * H ? v + (dIn[j - 2 * H] ?? 0) : v;
+    });
+    return {
+      ...p,
+      bias: { mu: tf.tensor1d(b), rho: p['bias']!.rho },
+      biasHn: { mu: tf.fill([H], d), rho: p['biasHn']!.rho },
+    };
+  }
+
+  it('a nonzero b_hn changes the output exactly as the float64 reference says', () => {
+    fc.assert(
+      fc.property(
+        cfgArb.map((c) => ({ ...c, cell: 'gru' as const, bias: true })),
+        fc.double({ min: 0.3, max: 2, noNaN: true }),
+        fc.boolean(),
+        (c, d, neg) => {
+          const gru = bayesianGRU({ inFeatures: c.F, outFeatures: c.H, name: 'rnn' });
+          const { params } = gru.init(key(c.seed), [-1, c.T, c.F]);
+          const xs = uniformArray(key(c.seed + 1), c.B * c.T * c.F, -2, 2);
+          const h0 = uniformArray(key(c.seed + 2), c.B * c.H, -1, 1);
+          const dims = [c.B, c.T, c.F, c.H] as const;
+          const p = withBiases(params, c.H, { d: neg ? -d : d });
+          tf.tidy(() => {
+            const x = tf.tensor3d(xs, [c.B, c.T, c.F]);
+            const input = c.withState ? { x, state: { h: tf.tensor2d(h0, [c.B, c.H]) } } : x;
+            const h0Ref = c.withState ? Array.from(h0) : undefined;
+            const m = gru.applyWithState(p as never, input as never, { mode: 'mean' });
+            const want = refRun('gru', Array.from(xs), dims, meanRef(p), h0Ref);
+            expectClose(vals(m.out), want.out, 2e-5, 2e-5, 'mean out with b_hn');
+            // without b_hn (the reference's fourth bias block dropped) the output is another one
+            const noHn = refRun(
+              'gru',
+              Array.from(xs),
+              dims,
+              { ...meanRef(p), hn: undefined },
+              h0Ref,
+            );
+            const gap = Math.max(...want.out.map((v, i) => Math.abs(v - (noHn.out[i] as number))));
+            expect(gap).toBeGreaterThan(1e-3);
+            // sampled: the noise of b_hn reaches the output too
+            const { noise, eps } = fixedNoise(c.seed);
+            const s = gru.applyWithState(p as never, input as never, { noise });
+            const wantS = refRun('gru', Array.from(xs), dims, sampledRef(p, 'rnn', eps), h0Ref);
+            expectClose(vals(s.out), wantS.out, 2e-5, 2e-5, 'sampled out with b_hn');
+            expect(eps.get('rnn.biasHn')?.length).toBe(c.H);
+          });
+          dispose([params, p]);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  it('b_hn is scaled by r: b_hn = d equals b_in + r * d (one step), and is void when r = 0', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 0, max: 2 ** 30 }),
+        (F, H, seed) => {
+          const gru = bayesianGRU({ inFeatures: F, outFeatures: H });
+          const { params } = gru.init(key(seed), [-1, 1, F]);
+          const xs = Array.from(uniformArray(key(seed + 1), F, -2, 2));
+          const h0 = Array.from(uniformArray(key(seed + 2), H, -1, 1));
+          const d = 1.5;
+          const withHn = withBiases(params, H, { d });
+          // r = sigmoid(x Wr + h Ur + b_r) in float64 (one sequence, one step)
+          const w = meanRef(withHn);
+          const r = Array.from({ length: H }, (_, k) => {
+            let a = (w.b as readonly number[])[k] as number;
+            for (let f = 0; f < F; f++) a += (xs[f] as number) * (w.ih[f * 3 * H + k] as number);
+            for (let j = 0; j < H; j++) a += (h0[j] as number) * (w.hh[j * 3 * H + k] as number);
+            return sigmoid64(a);
+          });
+          const folded = withBiases(params, H, { d: 0, dIn: r.map((rk) => rk * d) });
+          const unscaled = withBiases(params, H, { d: 0, dIn: r.map(() => d) });
+          const closed = withBiases(params, H, { d, br: -40 });
+          const closedNoHn = withBiases(params, H, { d: 0, br: -40 });
+          tf.tidy(() => {
+            const input = { x: tf.tensor3d(xs, [1, 1, F]), state: { h: tf.tensor2d(h0, [1, H]) } };
+            const run = (p: ParamTree) =>
+              vals(gru.apply(p as never, input, { mode: 'mean' }).out) as number[];
+            const a = run(withHn);
+            expectClose(a, run(folded), 1e-5, 1e-6, 'b_hn = d is b_in + r d');
+            const gap = Math.max(...a.map((v, i) => Math.abs(v - (run(unscaled)[i] as number))));
+            expect(gap).toBeGreaterThan(1e-4); // ... not b_in + d (r < 1)
+            expectClose(run(closed), run(closedNoHn), 0, 1e-6, 'r = 0: b_hn has no effect');
+          });
+          dispose([params, withHn, folded, unscaled, closed, closedNoHn]);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+});
+
 describe('bayesianLSTM / bayesianGRU: layer contract', () => {
-  it('has the reference defaults, three GRU gate blocks, and works with bias: false', () => {
+  it('has the reference defaults, three GRU gate blocks plus b_hn, and works with bias: false', () => {
     const lstm = bayesianLSTM({ inFeatures: 3, outFeatures: 4 });
     expect(lstm.config).toMatchObject({
       inFeatures: 3,
@@ -429,11 +557,35 @@ describe('bayesianLSTM / bayesianGRU: layer contract', () => {
       [-1, 3, 2],
     ).params;
     expect(p.peephole?.mu.shape).toEqual([3, 5]);
+    // the GRU's biases: bias [3H] (b_r, b_z, b_in) and biasHn [H] (b_hn), fold-in indices 2 and 4
+    const gb = bayesianGRU({ inFeatures: 3, outFeatures: 4 });
+    const gp = gb.init(key(1), [-1, 5, 3]).params;
+    expect(paths(gp)).toEqual([
+      'bias.mu',
+      'bias.rho',
+      'biasHn.mu',
+      'biasHn.rho',
+      'weightHh.mu',
+      'weightHh.rho',
+      'weightIh.mu',
+      'weightIh.rho',
+    ]);
+    expect(gp.bias?.mu.shape).toEqual([12]);
+    expect(gp.biasHn?.mu.shape).toEqual([4]);
+    expect(Object.fromEntries(Object.entries(gb.weights).map(([k, d]) => [k, d.index]))).toEqual({
+      weightIh: 0,
+      weightHh: 1,
+      bias: 2,
+      biasHn: 4,
+    });
+    // without a bias the other weights keep their keys
+    expectBitIdentical(gp.weightIh.mu, g.weightIh.mu, 'weightIh init independent of bias');
+    expectBitIdentical(gp.weightHh.rho, g.weightHh.rho, 'weightHh init independent of bias');
     const x = tf.ones([2, 5, 3]);
     const r = gru.applyWithState(g, x, { key: key(3) });
     expect(r.out.shape).toEqual([2, 5, 4]);
     expect(vals(r.kl).every(Number.isFinite)).toBe(true);
-    dispose([params, g, p, x, r]);
+    dispose([params, g, gp, p, x, r]);
   });
 
   it('mean mode is deterministic, needs no key, has KL 0, equals forward(mean(params)); freeze', () => {
@@ -623,6 +775,202 @@ describe('bayesianLSTM / bayesianGRU: vmapSamples, training, backends', () => {
       ),
       { numRuns: 20 },
     );
+  });
+
+  /**
+   * A per-sample noise substitute for some weights (the others are drawn from the key): eps of
+   * `path` in sample `s` from `foldIn(foldIn(key(seed), i), s)`, `i` the path's index in `paths`.
+   * Records every call.
+   */
+  function perSampleNoise(
+    seed: number,
+    substituted: readonly string[],
+  ): { noise: NoiseFn; calls: { path: string; shape: number[]; sample: number }[] } {
+    const calls: { path: string; shape: number[]; sample: number }[] = [];
+    const noise: NoiseFn = (path, shape, sample) => {
+      calls.push({ path, shape: [...shape], sample });
+      const i = substituted.indexOf(path);
+      if (i < 0) return undefined;
+      const n = shape.reduce((a, b) => a * b, 1);
+      return tf.tensor(uniformArray(foldIn(foldIn(key(seed), i), sample), n, -2, 2), [...shape]);
+    };
+    return { noise, calls };
+  }
+
+  /** A loop of `apply`, sample `s` with `foldIn(key, s)` and `sample: s`; inputs per sample. */
+  function applyLoop(
+    layer: AnyLayer,
+    params: ParamTree,
+    inputs: (s: number) => unknown,
+    S: number,
+    ctx: { key: ReturnType<typeof key>; noise?: NoiseFn; mode?: 'sample' | 'mean' },
+  ): { out: tf.Tensor; kl: tf.Tensor } {
+    const outs: tf.Tensor[] = [];
+    const kls: tf.Tensor[] = [];
+    for (let s = 0; s < S; s++) {
+      const r = layer.apply(params, inputs(s), { ...ctx, key: foldIn(ctx.key, s), sample: s });
+      outs.push(r.out as tf.Tensor);
+      kls.push(r.kl);
+    }
+    return { out: tf.stack(outs), kl: tf.stack(kls) };
+  }
+
+  it('vmapSamples equals a loop of apply with a per-sample ctx.noise (some weights substituted)', () => {
+    fc.assert(
+      fc.property(
+        cfgArb,
+        fc.integer({ min: 1, max: 3 }),
+        fc.subarray(['weightIh', 'weightHh', 'bias', 'peephole', 'biasHn']),
+        (c, S, sub) => {
+          const rnn = makeLayer(c.cell, c.F, c.H, c.bias, c.peephole, 'rnn');
+          const { params } = rnn.init(key(c.seed), [-1, c.T, c.F]);
+          const declared = Object.keys(rnn.weights);
+          const { noise, calls } = perSampleNoise(
+            c.seed,
+            sub.map((k) => `rnn.${k}`),
+          );
+          tf.tidy(() => {
+            const x = tf.tensor3d(uniformArray(key(c.seed + 1), c.B * c.T * c.F, -1, 1), [
+              c.B,
+              c.T,
+              c.F,
+            ]);
+            const state =
+              c.cell === 'lstm'
+                ? { h: tf.fill([c.B, c.H], 0.3), c: tf.fill([c.B, c.H], -0.2) }
+                : { h: tf.fill([c.B, c.H], 0.3) };
+            const input = c.withState ? { x, state } : x;
+            const ctx = { key: key(c.seed + 2), noise };
+            const v = vmapSamples(rnn, S)(params, input, ctx);
+            // vmap asks for the noise of each weight once per sample, with the weight's own shape
+            const want = declared.flatMap((k) =>
+              Array.from({ length: S }, (_, s) => ({
+                path: `rnn.${k}`,
+                shape: [...(rnn.weights[k]?.shape ?? [])],
+                sample: s,
+              })),
+            );
+            const byPath = (a: { path: string; sample: number }, b: typeof a) =>
+              a.path < b.path ? -1 : a.path > b.path ? 1 : a.sample - b.sample;
+            expect([...calls].sort(byPath)).toEqual([...want].sort(byPath));
+            calls.length = 0;
+            const l = applyLoop(rnn, params, () => input, S, ctx);
+            expect([...calls].sort(byPath)).toEqual([...want].sort(byPath));
+            expect(v.out.shape).toEqual([S, c.B, c.T, c.H]);
+            expectClose(vals(v.out), vals(l.out), 1e-5, 1e-5, 'out');
+            expectClose(vals(v.kl), vals(l.kl), 1e-5, 1e-3, 'kl');
+            // loopSamples is that loop
+            const ls = loopSamples(rnn, S)(params, input, ctx);
+            expectBitIdentical(ls.out, l.out, 'loopSamples out');
+            expectBitIdentical(ls.kl, l.kl, 'loopSamples kl');
+            // a substituted weight's noise differs between samples (not one eps for all)
+            if (S > 1 && sub.includes('weightHh')) {
+              const [a, b] = tf.unstack(v.out);
+              expect(Math.max(...vals(tf.abs(tf.sub(a!, b!))))).toBeGreaterThan(1e-6);
+            }
+          });
+          dispose(params);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  it('a batched input { x [S, ...], state [S, ...] }: the batch rule equals the loop (sample and mean)', () => {
+    fc.assert(
+      fc.property(
+        cfgArb,
+        fc.integer({ min: 1, max: 3 }),
+        fc.constantFrom('sample' as const, 'mean' as const),
+        fc.boolean(),
+        fc.boolean(),
+        (c, S, mode, sharedState, withNoise) => {
+          const rnn = makeLayer(c.cell, c.F, c.H, c.bias, c.peephole, 'rnn');
+          const { params } = rnn.init(key(c.seed), [-1, c.T, c.F]);
+          const { noise } = perSampleNoise(c.seed, ['rnn.weightHh', 'rnn.bias']);
+          tf.tidy(() => {
+            const x = tf.tensor4d(uniformArray(key(c.seed + 1), S * c.B * c.T * c.F, -1, 1), [
+              S,
+              c.B,
+              c.T,
+              c.F,
+            ]);
+            const st = (seed: number) =>
+              sharedState
+                ? tf.tensor2d(uniformArray(key(seed), c.B * c.H, -1, 1), [c.B, c.H])
+                : tf.tensor3d(uniformArray(key(seed), S * c.B * c.H, -1, 1), [S, c.B, c.H]);
+            const state: Record<string, tf.Tensor> =
+              c.cell === 'lstm' ? { h: st(c.seed + 2), c: st(c.seed + 3) } : { h: st(c.seed + 2) };
+            const input = c.withState ? { x, state } : x;
+            const k = key(c.seed + 4);
+            const b = rnn.applyBatched(params as never, input as never, {
+              keys: Array.from({ length: S }, (_, s) => foldIn(k, s)),
+              numSamples: S,
+              batched: true,
+              mode,
+              ...(withNoise ? { noise } : {}),
+            });
+            const xs = tf.unstack(x);
+            const states = Object.fromEntries(
+              Object.entries(state).map(([n, t]) => [n, sharedState ? undefined : tf.unstack(t)]),
+            );
+            const inputAt = (s: number) => {
+              if (!c.withState) return xs[s];
+              const one = Object.fromEntries(
+                Object.entries(state).map(([n, t]) => [n, states[n]?.[s] ?? t]),
+              );
+              return { x: xs[s], state: one };
+            };
+            const l = applyLoop(rnn, params, inputAt, S, {
+              key: k,
+              mode,
+              ...(withNoise ? { noise } : {}),
+            });
+            expect(b.batched).toBe(true);
+            expect(b.out.shape).toEqual([S, c.B, c.T, c.H]);
+            expectClose(vals(b.out), vals(l.out), 1e-5, 1e-5, 'out');
+            expectClose(vals(b.kl), vals(l.kl), 1e-5, 1e-3, 'kl');
+            if (mode === 'mean') expect(vals(b.kl).every((v) => v === 0)).toBe(true);
+          });
+          dispose(params);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  it('no tensor growth in apply, applyWithState, forward, zeroState and the batch rule', async () => {
+    for (const cell of ['lstm', 'gru'] as const) {
+      const rnn = makeLayer(cell, 2, 3, true, true, 'rnn');
+      const { params } = rnn.init(key(0), [-1, 4, 2]);
+      const x = tf.tensor3d(uniformArray(key(1), 2 * 4 * 2, -1, 1), [2, 4, 2]);
+      const xs = tf.tensor4d(uniformArray(key(2), 3 * 2 * 4 * 2, -1, 1), [3, 2, 4, 2]);
+      const { noise } = perSampleNoise(3, ['rnn.weightIh', 'rnn.biasHn', 'rnn.peephole']);
+      const l = rnn as BayesianLSTMLayer;
+      const growth = await trackTensors(
+        (i) => {
+          const k = foldIn(key(4), i + 10);
+          const keys = [0, 1, 2].map((s) => foldIn(k, s));
+          const state = l.zeroState(2);
+          const a = l.apply(params as never, x, { key: k });
+          const w = l.applyWithState(params as never, { x, state }, { key: k, noise });
+          const f = l.forward(l.mean(params as never), x, w.state);
+          const v = vmapSamples(rnn, 3)(params, { x, state }, { key: k, noise });
+          const m = vmapSamples(rnn, 2)(params, x, { mode: 'mean' });
+          const bs = rnn.applyBatched(params as never, xs, { keys, numSamples: 3, batched: true });
+          const bm = rnn.applyBatched(params as never, xs, {
+            numSamples: 3,
+            batched: true,
+            mode: 'mean',
+          });
+          return [state, a, w, f, v, m, bs, bm];
+        },
+        { steps: 5, release: (out) => dispose(out as never) },
+      );
+      expect(growth.growth).toBe(0);
+      expect(new Set(growth.perStep).size).toBe(1);
+      dispose([params, x, xs]);
+    }
   });
 
   it('no tensor growth over training steps, and the loss goes down (LSTM and GRU)', async () => {

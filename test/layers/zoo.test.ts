@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { foldIn, key, uniformArray } from '../../src/params/random';
 import { dispose, get, leaves, paths, type ParamTree } from '../../src/params/tree';
 import { bayesianConv2d } from '../../src/layers/conv';
-import { ConfigError } from '../../src/layers/errors';
+import { ConfigError } from '../../src/errors';
 import { bayesianLeNet5, bayesianVGG, VGG_CONFIGS } from '../../src/layers/zoo';
 import { loopSamples, vmapSamples } from '../../src/transforms/elbo';
 import { expectClose, meanStd, vals } from '../helpers/reference';

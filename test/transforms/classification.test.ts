@@ -10,9 +10,10 @@ import { dispose } from '../../src/params/tree';
 import { serial } from '../../src/layers/combinators';
 import { relu } from '../../src/layers/deterministic';
 import { bayesianLinear } from '../../src/layers/linear';
-import { MissingKeyError, ShapeError } from '../../src/layers/errors';
+import { MissingKeyError, ShapeError } from '../../src/errors';
 import type { AnyLayer, ApplyCtx } from '../../src/layers/types';
 import type { BatchCtx } from '../../src/layers/batching';
+import { ConfigError } from '../../src/errors';
 import {
   accuracy,
   categoricalNll,
@@ -211,7 +212,7 @@ describe('expectedCalibrationError', () => {
     tf.tidy(() => {
       const p = tf.tensor2d([[0.5, 0.5]]);
       expect(errorOf(() => expectedCalibrationError(p, [0], { bins: 0 }))).toBeInstanceOf(
-        RangeError,
+        ConfigError,
       );
     });
   });
@@ -317,7 +318,7 @@ describe('predictiveProbs', () => {
     ).toBeInstanceOf(MissingKeyError);
     expect(
       errorOf(() => predictiveProbs(model, params, x, { key: key(0), numSamples: 0 })),
-    ).toBeInstanceOf(RangeError);
+    ).toBeInstanceOf(ConfigError);
     const x3 = tf.ones([2, 2, 3]);
     const e = errorOf(() => predictiveProbs(model, params, x3, { key: key(0), numSamples: 2 }));
     expect(e).toBeInstanceOf(ShapeError);
