@@ -18,6 +18,15 @@ export {
   scaleMixturePrior,
 } from './params';
 export type { Tree, ParamTree, TreeDef, Key, Prior, CustomPrior, GaussianParams } from './params';
+export {
+  ConfigError,
+  OptimConfigError,
+  ShapeError,
+  MissingKeyError,
+  ParamError,
+  IndexError,
+} from './errors';
+export type { IndexErrorContext } from './errors';
 export * as layers from './layers';
 export * as transforms from './transforms';
 export * as optim from './optim';

@@ -29,7 +29,7 @@ import {
   type PadPair,
 } from './convOps';
 import { ParamError, ShapeError, fmtShape, show } from '../errors';
-import type { Layer, NoiseFn, Shape } from './types';
+import type { Layer, Shape } from './types';
 
 // ---------------------------------------------------------------------------------------------
 // Options.
@@ -149,7 +149,6 @@ const GEOMETRY_OPTION_NAMES = [
 
 const isInt = (v: unknown, min: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min;
-
 
 /** An integer >= `min`, or `rank` of them. */
 function intOrTupleCheck(name: string, v: unknown, rank: number, min: number): Check {

@@ -3,7 +3,6 @@
  * pure tensor function. Their KL term is 0.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { tidy } from '../params/scope';
 import { bernoulli, bernoulliArray, foldIn, uniform, type Key } from '../params/random';
 import { check, inRange, isBool, knownKeys, positiveInt, validate } from '../validation';
 import { MissingKeyError, ParamError, ShapeError, fmtShape } from '../errors';
@@ -285,4 +284,3 @@ export function fn(f: (x: tf.Tensor) => tf.Tensor, opts: FnOptions = {}): Layer<
     batch: opts.batchAgnostic ? 'leading' : 'loop',
   });
 }
-

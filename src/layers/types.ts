@@ -85,26 +85,21 @@ export interface Layer<
 export type AnyLayer = Layer<any, any, any, any, any>;
 
 /** The parameter tree type of a layer: `ParamsOf<typeof model>`. */
-export type ParamsOf<L> = L extends Layer<infer P, infer _I, infer _O, infer _IS, infer _OS>
-  ? P
-  : never;
+export type ParamsOf<L> =
+  L extends Layer<infer P, infer _I, infer _O, infer _IS, infer _OS> ? P : never;
 
 /** The input type of a layer. */
-export type InputOf<L> = L extends Layer<infer _P, infer I, infer _O, infer _IS, infer _OS>
-  ? I
-  : never;
+export type InputOf<L> =
+  L extends Layer<infer _P, infer I, infer _O, infer _IS, infer _OS> ? I : never;
 
 /** The output type of a layer. */
-export type OutputOf<L> = L extends Layer<infer _P, infer _I, infer O, infer _IS, infer _OS>
-  ? O
-  : never;
+export type OutputOf<L> =
+  L extends Layer<infer _P, infer _I, infer O, infer _IS, infer _OS> ? O : never;
 
 /** The input-shape type of a layer. */
-export type InputShapeOf<L> = L extends Layer<infer _P, infer _I, infer _O, infer IS, infer _OS>
-  ? IS
-  : never;
+export type InputShapeOf<L> =
+  L extends Layer<infer _P, infer _I, infer _O, infer IS, infer _OS> ? IS : never;
 
 /** The output-shape type of a layer. */
-export type OutputShapeOf<L> = L extends Layer<infer _P, infer _I, infer _O, infer _IS, infer OS>
-  ? OS
-  : never;
+export type OutputShapeOf<L> =
+  L extends Layer<infer _P, infer _I, infer _O, infer _IS, infer OS> ? OS : never;

@@ -12,14 +12,14 @@ import { tidy } from '../params/scope';
 import { foldIn, normal, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
 import { BAYESIAN_OPTION_NAMES, bayesianChecks, type BayesianOptions } from './bayesian';
-import { serial, type CombinatorParams } from './combinators';
+import { serial } from './combinators';
 import { check, isBool, knownKeys, positiveInt, validate, type Check } from '../validation';
 import { bayesianConv2d } from './conv';
 import { dropout, flatten, relu } from './deterministic';
 import { ParamError, show } from '../errors';
 import { bayesianLinear } from './linear';
 import { maxPool2d } from './pooling';
-import type { AnyLayer, Layer, Shape } from './types';
+import type { AnyLayer, Shape } from './types';
 
 /** The Bayesian options shared by every Bayesian layer of a zoo model. */
 function bayesianPart(o: BayesianOptions): BayesianOptions {
@@ -40,7 +40,6 @@ function sizePair(v: unknown): [number, number] | undefined {
   if (Array.isArray(v) && v.length === 2 && ok(v[0]) && ok(v[1])) return [v[0], v[1]];
   return undefined;
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // LeNet-5

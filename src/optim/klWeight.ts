@@ -2,14 +2,8 @@
  * KL weights: how much of the complexity cost (the KL term returned by `apply`) enters the loss
  * of one minibatch. All are plain JS numbers; multiply the KL by them when building the ELBO.
  */
-import {
-  checkKnownKeys,
-  checkNumber,
-  optionsRecord,
-  validate,
-  type NumberRange,
-  type Schedule,
-} from './transform';
+import { checkKnownKeys, checkNumber, optionsRecord, type NumberRange } from '../validation';
+import { validateOptions, type Schedule } from './transform';
 
 const NON_NEGATIVE: NumberRange = { min: 0 };
 
@@ -23,16 +17,24 @@ const NON_NEGATIVE: NumberRange = { min: 0 };
  * ```
  */
 export function inverseN(numExamples: number): number {
-  const cfg = validate('inverseN', {
+  const cfg = validateOptions('inverseN', {
     numExamples: checkNumber('numExamples', numExamples, { integer: true, min: 1 }),
   });
   return 1 / cfg.numExamples;
 }
 
 /**
- * `minibatchWeight(batchIndex, numBatches) -> number`: the KL weight of minibatch `i` of `M` in
- * Blundell et al. (2015), eq. 9, and blitz's `minibatch_weight`: `2^(M-i-1) / (2^M - 1)`. Early
- * batches carry most of the KL, late ones mostly the data; the weights sum to 1 over an epoch.
+ * `minibatchWeight(batchIndex, numBatches) -> number`: the KL weight `pi_i` of minibatch `i` of
+ * `M` in Blundell et al. (2015), eq. 9, and blitz's `minibatch_weight`: `2^(M-i-1) / (2^M - 1)`.
+ * Early batches carry most of the KL, late ones mostly the data; the weights sum to 1 over an
+ * epoch.
+ *
+ * `pi_i` weighs the KL against the SUMMED log-likelihood of the batch (`F_i = pi_i KL - sum log
+ * p`). This library's losses use the MEAN NLL of the batch (`mean nll + klWeight * KL`), so the
+ * KL weight to pass is `pi_i / batchSize`, with the size of THIS batch (the last one may be
+ * smaller): in `fit`, `klWeight: ({ batchIndex, numBatches, batchSize }) =>
+ * minibatchWeight(batchIndex, numBatches) / batchSize`. Passing `pi_i` itself would weigh the KL
+ * `batchSize` times too much.
  *
  * Computed in log space, `log w = -(i+1) log 2 - log(1 - 2^-M)`, i.e. `w = 2^-(i+1) / (1 - 2^-M)`,
  * so it never forms `2^M`: the naive formula is `Infinity / Infinity = NaN` for `M > 1023`,
@@ -43,11 +45,13 @@ export function inverseN(numExamples: number): number {
  * ```ts
  * minibatchWeight(0, 3); // 4/7
  * minibatchWeight(0, 5000); // 0.5
+ * await fit({ ...options, klWeight: ({ batchIndex, numBatches, batchSize }) =>
+ *   minibatchWeight(batchIndex, numBatches) / batchSize });
  * ```
  */
 export function minibatchWeight(batchIndex: number, numBatches: number): number {
   const m = typeof numBatches === 'number' && Number.isInteger(numBatches) ? numBatches : Infinity;
-  const cfg = validate('minibatchWeight', {
+  const cfg = validateOptions('minibatchWeight', {
     numBatches: checkNumber('numBatches', numBatches, { integer: true, min: 1 }),
     batchIndex: checkNumber(
       'batchIndex',
@@ -100,7 +104,7 @@ const annealChecks = (o: Readonly<Record<string, unknown>>) => ({
  */
 export function linearAnnealing(options: LinearAnnealingOptions): Schedule {
   const o = optionsRecord(options);
-  const { steps, start, end } = validate('linearAnnealing', {
+  const { steps, start, end } = validateOptions('linearAnnealing', {
     known: checkKnownKeys(options, ['steps', 'start', 'end']),
     steps: checkNumber('steps', o.steps, { integer: true, min: 1 }),
     ...annealChecks(o),
@@ -122,7 +126,7 @@ export function linearAnnealing(options: LinearAnnealingOptions): Schedule {
  */
 export function cyclicalAnnealing(options: CyclicalAnnealingOptions): Schedule {
   const o = optionsRecord(options);
-  const { cycleLength, ratio, start, end } = validate('cyclicalAnnealing', {
+  const { cycleLength, ratio, start, end } = validateOptions('cyclicalAnnealing', {
     known: checkKnownKeys(options, ['cycleLength', 'ratio', 'start', 'end']),
     cycleLength: checkNumber('cycleLength', o.cycleLength, { integer: true, min: 1 }),
     ratio: checkNumber('ratio', o.ratio ?? 0.5, { min: 0, max: 1, minOpen: true }),

@@ -9,28 +9,30 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ParamTree } from '../params/tree';
 import {
-  makeChain,
   checkBoolean,
   checkKnownKeys,
-  checkLearningRate,
   checkNumber,
   checkOptionalFunction,
+  optionsRecord,
+  type NumberRange,
+} from '../validation';
+import {
+  makeChain,
+  checkLearningRate,
   identity,
   makeAddDecayedWeights,
   makeLearningRate,
   makeTrace,
-  optionsRecord,
   requireCount,
   requireFields,
   tidy,
-  validate,
+  validateOptions,
   zerosLikeTree,
   zipLeaves,
   type EmptyState,
   type GradientTransformation,
   type LearningRate,
   type LearningRateState,
-  type NumberRange,
   type TraceState,
 } from './transform';
 
@@ -157,7 +159,7 @@ export function scaleByAdam(
   options: ScaleByAdamOptions = {},
 ): GradientTransformation<ScaleByAdamState> {
   const o = optionsRecord(options);
-  const cfg = validate('scaleByAdam', {
+  const cfg = validateOptions('scaleByAdam', {
     known: checkKnownKeys(options, ADAM_KEYS),
     ...adamChecks(o),
   });
@@ -231,7 +233,7 @@ export function scaleByRms(
   options: ScaleByRmsOptions = {},
 ): GradientTransformation<ScaleByRmsState> {
   const o = optionsRecord(options);
-  const cfg = validate('scaleByRms', {
+  const cfg = validateOptions('scaleByRms', {
     known: checkKnownKeys(options, ['decay', 'eps']),
     ...rmsChecks(o),
   });
@@ -285,7 +287,7 @@ export function scaleByStddev(
   options: ScaleByRmsOptions = {},
 ): GradientTransformation<ScaleByStddevState> {
   const o = optionsRecord(options);
-  const cfg = validate('scaleByStddev', {
+  const cfg = validateOptions('scaleByStddev', {
     known: checkKnownKeys(options, ['decay', 'eps']),
     ...rmsChecks(o),
   });
@@ -360,7 +362,7 @@ function makeScaleByStddev(
  */
 export function sgd(options: SgdOptions): GradientTransformation<SgdState> {
   const o = optionsRecord(options);
-  const cfg = validate('sgd', {
+  const cfg = validateOptions('sgd', {
     known: checkKnownKeys(options, ['learningRate', 'momentum', 'nesterov']),
     learningRate: checkLearningRate('learningRate', o.learningRate),
     momentum: checkNumber('momentum', o.momentum ?? 0, UNIT_HALF_OPEN),
@@ -385,7 +387,7 @@ export function sgd(options: SgdOptions): GradientTransformation<SgdState> {
  */
 export function adam(options: AdamOptions): GradientTransformation<AdamState> {
   const o = optionsRecord(options);
-  const cfg = validate('adam', {
+  const cfg = validateOptions('adam', {
     known: checkKnownKeys(options, ['learningRate', ...ADAM_KEYS]),
     learningRate: checkLearningRate('learningRate', o.learningRate),
     ...adamChecks(o),
@@ -410,7 +412,7 @@ export function adam(options: AdamOptions): GradientTransformation<AdamState> {
  */
 export function adamw(options: AdamWOptions): GradientTransformation<AdamWState> {
   const o = optionsRecord(options);
-  const cfg = validate('adamw', {
+  const cfg = validateOptions('adamw', {
     known: checkKnownKeys(options, ['learningRate', ...ADAM_KEYS, 'weightDecay', 'mask']),
     learningRate: checkLearningRate('learningRate', o.learningRate),
     ...adamChecks(o),
@@ -437,7 +439,7 @@ export function adamw(options: AdamWOptions): GradientTransformation<AdamWState>
  */
 export function rmsprop(options: RmspropOptions): GradientTransformation<RmspropState> {
   const o = optionsRecord(options);
-  const cfg = validate('rmsprop', {
+  const cfg = validateOptions('rmsprop', {
     known: checkKnownKeys(options, ['learningRate', 'decay', 'eps', 'momentum', 'centered']),
     learningRate: checkLearningRate('learningRate', o.learningRate),
     ...rmsChecks(o),

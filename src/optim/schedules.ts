@@ -3,18 +3,18 @@
  * semantics of optax's schedules. They run in plain JS, on the count kept as a number in the
  * optimizer state, so no data is read back from the device.
  */
+import * as E from 'fp-ts/Either';
+import { show } from '../errors';
 import {
   checkBoolean,
   checkFunction,
   checkKnownKeys,
   checkNumber,
   optionsRecord,
-  validate,
   type NumberRange,
-  type Schedule,
   type Validation,
-} from './transform';
-import * as E from 'fp-ts/Either';
+} from '../validation';
+import { validateOptions, type Schedule } from './transform';
 
 const FINITE: NumberRange = {};
 const STEPS: NumberRange = { integer: true, min: 1 };
@@ -81,7 +81,7 @@ export interface WarmupCosineDecayOptions {
  * ```
  */
 export function constantSchedule(value: number): Schedule {
-  const cfg = validate('constantSchedule', { value: checkNumber('value', value, FINITE) });
+  const cfg = validateOptions('constantSchedule', { value: checkNumber('value', value, FINITE) });
   return () => cfg.value;
 }
 
@@ -100,7 +100,7 @@ export function constantSchedule(value: number): Schedule {
  */
 export function exponentialDecay(options: ExponentialDecayOptions): Schedule {
   const o = optionsRecord(options);
-  const cfg = validate('exponentialDecay', {
+  const cfg = validateOptions('exponentialDecay', {
     known: checkKnownKeys(options, [
       'initValue',
       'transitionSteps',
@@ -170,7 +170,7 @@ const join =
  */
 export function cosineDecay(options: CosineDecayOptions): Schedule {
   const o = optionsRecord(options);
-  const cfg = validate('cosineDecay', {
+  const cfg = validateOptions('cosineDecay', {
     known: checkKnownKeys(options, ['initValue', 'decaySteps', 'alpha']),
     initValue: checkNumber('initValue', o.initValue, FINITE),
     decaySteps: checkNumber('decaySteps', o.decaySteps, STEPS),
@@ -192,7 +192,7 @@ export function cosineDecay(options: CosineDecayOptions): Schedule {
  */
 export function linearSchedule(options: LinearScheduleOptions): Schedule {
   const o = optionsRecord(options);
-  const cfg = validate('linearSchedule', {
+  const cfg = validateOptions('linearSchedule', {
     known: checkKnownKeys(options, ['initValue', 'endValue', 'transitionSteps', 'transitionBegin']),
     initValue: checkNumber('initValue', o.initValue, FINITE),
     endValue: checkNumber('endValue', o.endValue, FINITE),
@@ -216,7 +216,7 @@ export function linearSchedule(options: LinearScheduleOptions): Schedule {
 export function warmupCosineDecay(options: WarmupCosineDecayOptions): Schedule {
   const o = optionsRecord(options);
   const warmup = o.warmupSteps;
-  const cfg = validate('warmupCosineDecay', {
+  const cfg = validateOptions('warmupCosineDecay', {
     known: checkKnownKeys(options, [
       'initValue',
       'peakValue',
@@ -270,14 +270,14 @@ export function joinSchedules(
     schedules:
       Array.isArray(schedules) && schedules.length >= 1
         ? E.right(schedules)
-        : E.left([`schedules must be a non-empty array of schedules, got ${String(schedules)}`]),
+        : E.left([`schedules must be a non-empty array of schedules, got ${show(schedules)}`]),
     boundaries:
       Array.isArray(boundaries) && boundaries.length === Math.max(ss.length - 1, 0)
         ? E.right(boundaries)
         : E.left([
             `boundaries must be an array of ${Math.max(ss.length - 1, 0)} numbers ` +
               `(one fewer than the schedules), got ` +
-              (Array.isArray(boundaries) ? `${boundaries.length}` : String(boundaries)),
+              (Array.isArray(boundaries) ? `${boundaries.length}` : show(boundaries)),
           ]),
   };
   ss.forEach((s, i) => {
@@ -288,6 +288,6 @@ export function joinSchedules(
     const min = i > 0 && typeof prev === 'number' && Number.isInteger(prev) && prev >= 0 ? prev : 0;
     checks[`boundaries[${i}]`] = checkNumber(`boundaries[${i}]`, b, { integer: true, min });
   });
-  validate('joinSchedules', checks);
+  validateOptions('joinSchedules', checks);
   return join(schedules, boundaries);
 }

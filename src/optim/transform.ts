@@ -14,14 +14,23 @@
  * or the gradients' `globalNorm` yourself when that matters.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { sequenceS } from 'fp-ts/Apply';
 import * as E from 'fp-ts/Either';
-import { pipe } from 'fp-ts/function';
-import * as RA from 'fp-ts/ReadonlyArray';
-import * as RNEA from 'fp-ts/ReadonlyNonEmptyArray';
+import { OptimConfigError, show } from '../errors';
 import { tidy } from '../params/scope';
 import * as tree from '../params/tree';
 import type { ParamTree, Tree } from '../params/tree';
+import {
+  checkBoolean,
+  checkFunction,
+  checkKnownKeys,
+  checkNumber,
+  checkOptionalFunction,
+  isInRange,
+  optionsRecord,
+  validate,
+  type Validated,
+  type Validation,
+} from '../validation';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -39,24 +48,35 @@ export type Schedule = (count: number) => number;
 /** A learning rate: a constant, or a schedule evaluated at the update count. */
 export type LearningRate = number | Schedule;
 
-/** What `update` returns: the updates to add to the params, and the next state. */
-export type TransformResult<S extends OptState> = {
-  readonly updates: ParamTree;
+/**
+ * What `update` returns: the updates to add to the params (a tree of the params' type `P`), and
+ * the next state.
+ */
+export type TransformResult<S extends OptState, P extends ParamTree = ParamTree> = {
+  readonly updates: P;
   readonly state: S;
 };
 
 /**
- * A pure gradient transformation, as in optax.
+ * A pure gradient transformation, as in optax, generic in the params: one transformation serves
+ * any model, and `update` returns updates of the type `P` of the grads (and params) it is given.
  *
  * - `init(params)` returns a fresh state (tensors created inside `tf.tidy`).
  * - `update(grads, state, params?)` returns fresh updates and a fresh next state, inside
  *   `tf.tidy`; it never disposes or mutates `grads`, `state` or `params`. `grads` (and the
  *   tensor parts of `state`) must have the structure and leaf shapes of the params; a mismatch
  *   throws a `TreeError` naming the path.
+ *
+ * @example
+ * ```ts
+ * const opt: GradientTransformation<AdamState> = adam({ learningRate: 1e-3 });
+ * const state = opt.init(params); // params: { w: tf.Tensor }
+ * const { updates } = opt.update(grads, state, params); // updates: { w: tf.Tensor }
+ * ```
  */
 export interface GradientTransformation<S extends OptState = OptState> {
-  init(params: ParamTree): S;
-  update(grads: ParamTree, state: S, params?: ParamTree): TransformResult<S>;
+  init<P extends ParamTree>(params: P): S;
+  update<P extends ParamTree>(grads: P, state: S, params?: P): TransformResult<S, P>;
 }
 
 /** The state of a stateless transformation. */
@@ -75,147 +95,33 @@ export type ChainState<T extends readonly GradientTransformation[]> = {
 const EMPTY: EmptyState = Object.freeze({});
 
 // ---------------------------------------------------------------------------------------------
-// Config validation (internal; shared by optimizers, schedules and KL weights)
+// Config validation (internal; shared by optimizers, schedules and KL weights): the checks of
+// `src/validation.ts`, throwing `OptimConfigError` (a `ConfigError`)
 // ---------------------------------------------------------------------------------------------
 
+export { OptimConfigError };
+
 /**
- * Thrown for invalid options of an optimizer, schedule or KL-weight helper. `problems` lists every
- * problem of the config at once; each names the option and its allowed range.
+ * @internal `validateOptions(owner, checks) -> values`: `validate` of `src/validation.ts` for the
+ * options of an optimizer, schedule or KL weight: throws ONE `OptimConfigError` listing every
+ * problem if any check failed.
  */
-export class OptimConfigError extends Error {
-  /** The function whose options are invalid, e.g. `'adam'`. */
-  readonly owner: string;
-  /** One line per problem, e.g. `"b1 must be a finite number in [0, 1), got 1.5"`. */
-  readonly problems: readonly string[];
-  constructor(owner: string, problems: readonly string[]) {
-    const n = problems.length;
-    super(
-      `${owner}: invalid options (${n} problem${n === 1 ? '' : 's'}):\n` +
-        problems.map((p) => `  - ${p}`).join('\n'),
-    );
-    this.name = 'OptimConfigError';
-    this.owner = owner;
-    this.problems = problems;
-  }
-}
-
-/** @internal A checked option: the value, or the (non-empty) list of its problems. */
-export type Validation<A> = E.Either<RNEA.ReadonlyNonEmptyArray<string>, A>;
-
-/** Accumulates the problems of every field instead of stopping at the first. */
-const ValidationApplicative = E.getApplicativeValidation(RNEA.getSemigroup<string>());
-
-/** @internal An allowed numeric range, rendered in error messages as e.g. `[0, 1)`. */
-export interface NumberRange {
-  readonly min?: number;
-  readonly max?: number;
-  readonly minOpen?: boolean;
-  readonly maxOpen?: boolean;
-  readonly integer?: boolean;
-}
-
-const show = (v: unknown): string =>
-  typeof v === 'function'
-    ? 'a function'
-    : typeof v === 'string'
-      ? JSON.stringify(v)
-      : Array.isArray(v)
-        ? `an array of ${v.length}`
-        : v === null || typeof v !== 'object'
-          ? String(v)
-          : 'an object';
-
-/** @internal `describeRange(range) -> string`, e.g. `'a finite number in [0, 1)'`. */
-export function describeRange(r: NumberRange): string {
-  const kind = r.integer ? 'an integer' : 'a finite number';
-  if (r.min !== undefined && r.max !== undefined) {
-    return `${kind} in ${r.minOpen ? '(' : '['}${r.min}, ${r.max}${r.maxOpen ? ')' : ']'}`;
-  }
-  if (r.min !== undefined) return `${kind} ${r.minOpen ? '>' : '>='} ${r.min}`;
-  if (r.max !== undefined) return `${kind} ${r.maxOpen ? '<' : '<='} ${r.max}`;
-  return kind;
-}
-
-const inRange = (v: number, r: NumberRange): boolean =>
-  Number.isFinite(v) &&
-  (!r.integer || Number.isInteger(v)) &&
-  (r.min === undefined || (r.minOpen ? v > r.min : v >= r.min)) &&
-  (r.max === undefined || (r.maxOpen ? v < r.max : v <= r.max));
-
-/** @internal `checkNumber(name, value, range) -> Validation<number>`. */
-export function checkNumber(name: string, value: unknown, range: NumberRange): Validation<number> {
-  return typeof value === 'number' && inRange(value, range)
-    ? E.right(value)
-    : E.left([`${name} must be ${describeRange(range)}, got ${show(value)}`]);
-}
-
-/** @internal `checkBoolean(name, value) -> Validation<boolean>`. */
-export function checkBoolean(name: string, value: unknown): Validation<boolean> {
-  return typeof value === 'boolean'
-    ? E.right(value)
-    : E.left([`${name} must be a boolean, got ${show(value)}`]);
+export function validateOptions<R extends Readonly<Record<string, Validation<unknown>>>>(
+  owner: string,
+  checks: R,
+): Validated<R> {
+  return validate(owner, checks, OptimConfigError);
 }
 
 /** @internal A learning rate: a finite number >= 0, or a schedule (a function of the count). */
 export function checkLearningRate(name: string, value: unknown): Validation<LearningRate> {
   if (typeof value === 'function') return E.right(value as Schedule);
-  return typeof value === 'number' && inRange(value, { min: 0 })
+  return typeof value === 'number' && isInRange(value, { min: 0 })
     ? E.right(value)
     : E.left([
         `${name} must be a finite number >= 0 or a Schedule ((count) => number), ` +
           `got ${show(value)}`,
       ]);
-}
-
-/** @internal `checkFunction(name, value) -> Validation<F>`. */
-export function checkFunction<F>(name: string, value: unknown): Validation<F> {
-  return typeof value === 'function'
-    ? E.right(value as F)
-    : E.left([`${name} must be a function, got ${show(value)}`]);
-}
-
-/** @internal `checkOptionalFunction(name, value) -> Validation<F | undefined>`. */
-export function checkOptionalFunction<F>(name: string, value: unknown): Validation<F | undefined> {
-  return value === undefined || typeof value === 'function'
-    ? E.right(value as F | undefined)
-    : E.left([`${name} must be a function or undefined, got ${show(value)}`]);
-}
-
-/** @internal Reports option names that the function does not know (typos such as `lr`). */
-export function checkKnownKeys(options: unknown, known: readonly string[]): Validation<true> {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    return E.left([`the options must be an object, got ${show(options)}`]);
-  }
-  const problems = Object.keys(options)
-    .filter((k) => !known.includes(k))
-    .map((k) => `unknown option '${k}' (known options: ${known.join(', ')})`);
-  return RA.isNonEmpty(problems) ? E.left(problems) : E.right(true);
-}
-
-/** @internal The validated values of a record of checks. */
-export type Validated<R> = { [K in keyof R]: R[K] extends Validation<infer A> ? A : never };
-
-/**
- * @internal `validate(owner, checks) -> values`: runs every check, and throws ONE
- * `OptimConfigError` listing all problems if any failed.
- */
-export function validate<R extends Record<string, Validation<unknown>>>(
-  owner: string,
-  checks: R,
-): Validated<R> {
-  return pipe(
-    sequenceS(ValidationApplicative)(checks as Record<string, Validation<unknown>>),
-    E.getOrElseW((problems): never => {
-      throw new OptimConfigError(owner, problems);
-    }),
-  ) as Validated<R>;
-}
-
-/** @internal `options ?? {}` typed as a record, for reading options that may be absent. */
-export function optionsRecord(options: unknown): Readonly<Record<string, unknown>> {
-  return typeof options === 'object' && options !== null
-    ? (options as Readonly<Record<string, unknown>>)
-    : {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,14 +147,31 @@ function requireTensor(owner: string, name: string, leaf: unknown, path: string)
  * that must have the structure of the first one and the same leaf shapes; a mismatch throws a
  * `TreeError` naming the first differing path and the two trees.
  */
-export function zipLeaves(
+export function zipLeaves<P extends ParamTree>(
   owner: string,
-  named: readonly (readonly [string, ParamTree])[],
+  named: readonly [readonly [string, P], ...(readonly (readonly [string, ParamTree])[])],
   f: (leaves: readonly tf.Tensor[], path: string) => tf.Tensor,
-): ParamTree {
+): P {
   const [ref, rows] = matchLeaves(owner, named);
   let i = 0;
-  return tree.map<unknown, tf.Tensor>(ref, (_leaf, path) => f(rows[i++] as tf.Tensor[], path));
+  // a tree of tensors with the structure of the first one, which is a P
+  return tree.map<unknown, tf.Tensor>(ref, (_leaf, path) => f(rows[i++] as tf.Tensor[], path)) as P;
+}
+
+/**
+ * @internal `mapLeaves(owner, name, t, f) -> tree`: `f` applied to every leaf of `t` (which must
+ * be a tensor; a `TreeError` names the path otherwise), as a tree of the same type.
+ */
+export function mapLeaves<P extends ParamTree>(
+  owner: string,
+  name: string,
+  t: P,
+  f: (leaf: tf.Tensor, path: string) => tf.Tensor,
+): P {
+  // same structure, tensor leaves: a P
+  return tree.map<unknown, tf.Tensor>(t, (leaf, path) =>
+    f(requireTensor(owner, name, leaf, path), path),
+  ) as P;
 }
 
 /**
@@ -330,10 +253,8 @@ export function requireFields(owner: string, state: unknown, fields: readonly st
   }
 }
 
-const cloneTree = (owner: string, t: ParamTree): ParamTree =>
-  tree.map<unknown, tf.Tensor>(t, (leaf, path) =>
-    tf.clone(requireTensor(owner, 'grads', leaf, path)),
-  );
+const cloneTree = <P extends ParamTree>(owner: string, t: P): P =>
+  mapLeaves(owner, 'grads', t, (leaf) => tf.clone(leaf));
 
 // ---------------------------------------------------------------------------------------------
 // Transformations
@@ -416,9 +337,10 @@ export function makeChain<T extends readonly GradientTransformation[]>(
 }
 
 /**
- * `applyUpdates(params, updates) -> params`: `p + u` leaf by leaf, as fresh tensors (inside
- * `tf.tidy`). Neither input is disposed: dispose the old params yourself once you no longer need
- * them. The structures and leaf shapes must match (a `TreeError` names the first difference).
+ * `applyUpdates<P>(params: P, updates: P) -> P`: `p + u` leaf by leaf, as fresh tensors (inside
+ * `tf.tidy`); the updates must have the params' type (`P` is inferred from `params`). Neither
+ * input is disposed: dispose the old params yourself once you no longer need them. The
+ * structures and leaf shapes must match (a `TreeError` names the first difference).
  *
  * @example
  * ```ts
@@ -427,17 +349,16 @@ export function makeChain<T extends readonly GradientTransformation[]>(
  * tree.dispose([params, state, grads, updates]);
  * ```
  */
-export function applyUpdates<P extends ParamTree>(params: P, updates: ParamTree): P {
-  return tidy(
-    () =>
-      zipLeaves(
-        'applyUpdates',
-        [
-          ['params', params],
-          ['updates', updates],
-        ],
-        ([p, u]) => tf.add(p as tf.Tensor, u as tf.Tensor),
-      ) as P,
+export function applyUpdates<P extends ParamTree>(params: P, updates: NoInfer<P>): P {
+  return tidy(() =>
+    zipLeaves(
+      'applyUpdates',
+      [
+        ['params', params],
+        ['updates', updates],
+      ],
+      ([p, u]) => tf.add(p as tf.Tensor, u as tf.Tensor),
+    ),
   );
 }
 
@@ -471,7 +392,7 @@ export function globalNorm(t: ParamTree): tf.Scalar {
  * ```
  */
 export function clipByGlobalNorm(maxNorm: number): GradientTransformation<EmptyState> {
-  const cfg = validate('clipByGlobalNorm', {
+  const cfg = validateOptions('clipByGlobalNorm', {
     maxNorm: checkNumber('maxNorm', maxNorm, { min: 0, minOpen: true }),
   });
   return {
@@ -487,7 +408,10 @@ export function clipByGlobalNorm(maxNorm: number): GradientTransformation<EmptyS
           tf.scalar(1),
           tf.div(cfg.maxNorm, norm),
         );
-        return { updates: tree.map(g, (x) => tf.mul(x, factor)), state };
+        return {
+          updates: mapLeaves('clipByGlobalNorm', 'grads', g, (x) => tf.mul(x, factor)),
+          state,
+        };
       }),
   };
 }
@@ -507,7 +431,7 @@ export function scale(stepSize: Schedule): GradientTransformation<ScaleBySchedul
 export function scale(stepSize: number | Schedule): GradientTransformation<LearningRateState>;
 export function scale(stepSize: number | Schedule): GradientTransformation<LearningRateState> {
   if (typeof stepSize === 'function') return scaleBySchedule(stepSize);
-  const cfg = validate('scale', { stepSize: checkNumber('stepSize', stepSize, {}) });
+  const cfg = validateOptions('scale', { stepSize: checkNumber('stepSize', stepSize, {}) });
   return makeScale(cfg.stepSize);
 }
 
@@ -516,9 +440,7 @@ function makeScale(stepSize: number): GradientTransformation<EmptyState> {
     init: () => EMPTY,
     update: (grads, state) =>
       tidy(() => ({
-        updates: tree.map<unknown, tf.Tensor>(grads, (g, path) =>
-          tf.mul(requireTensor('scale', 'grads', g, path), stepSize),
-        ),
+        updates: mapLeaves('scale', 'grads', grads, (g) => tf.mul(g, stepSize)),
         state,
       })),
   };
@@ -534,7 +456,7 @@ function makeScale(stepSize: number): GradientTransformation<EmptyState> {
  * ```
  */
 export function scaleBySchedule(schedule: Schedule): GradientTransformation<ScaleByScheduleState> {
-  validate('scaleBySchedule', {
+  validateOptions('scaleBySchedule', {
     schedule: checkFunction<Schedule>('schedule', schedule),
   });
   return makeScaleBySchedule(schedule);
@@ -550,9 +472,7 @@ function makeScaleBySchedule(
       const count = requireCount('scaleBySchedule', state.count);
       const s = stepSize(count);
       return tidy(() => ({
-        updates: tree.map<unknown, tf.Tensor>(grads, (g, path) =>
-          tf.mul(requireTensor('scaleBySchedule', 'grads', g, path), s),
-        ),
+        updates: mapLeaves('scaleBySchedule', 'grads', grads, (g) => tf.mul(g, s)),
         state: Object.freeze({ count: count + 1 }),
       }));
     },
@@ -585,7 +505,7 @@ export function scaleByLearningRate(
   learningRate: LearningRate,
   flipSign = true,
 ): GradientTransformation<LearningRateState> {
-  const cfg = validate('scaleByLearningRate', {
+  const cfg = validateOptions('scaleByLearningRate', {
     learningRate: checkLearningRate('learningRate', learningRate),
     flipSign: checkBoolean('flipSign', flipSign),
   });
@@ -624,7 +544,7 @@ export interface TraceOptions {
  */
 export function trace(options: TraceOptions): GradientTransformation<TraceState> {
   const o = optionsRecord(options);
-  const cfg = validate('trace', {
+  const cfg = validateOptions('trace', {
     known: checkKnownKeys(options, ['decay', 'nesterov']),
     decay: checkNumber('decay', o.decay, { min: 0, max: 1, maxOpen: true }),
     nesterov: checkBoolean('nesterov', o.nesterov ?? false),
@@ -660,7 +580,7 @@ export function makeTrace(
               ],
               ([g, t]) => tf.add(g as tf.Tensor, tf.mul(t as tf.Tensor, decay)),
             )
-          : tree.map(next, (t) => tf.clone(t)); // fresh: updates and state never share a tensor
+          : cloneTree(owner, next); // fresh: updates and state never share a tensor
         return { updates, state: Object.freeze({ trace: next }) };
       });
     },
@@ -689,7 +609,7 @@ export function addDecayedWeights(
   options: AddDecayedWeightsOptions,
 ): GradientTransformation<EmptyState> {
   const o = optionsRecord(options);
-  const cfg = validate('addDecayedWeights', {
+  const cfg = validateOptions('addDecayedWeights', {
     known: checkKnownKeys(options, ['weightDecay', 'mask']),
     weightDecay: checkNumber('weightDecay', o.weightDecay, { min: 0 }),
     mask: checkOptionalFunction<(path: string) => boolean>('mask', o.mask),

@@ -7,8 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import { inverseSoftplus, logSoftplus, softplus } from '../params/distributions';
 import type { ParamTree } from '../params/tree';
-import { ShapeError, fmtShape } from '../layers/errors';
-import { positive, validate, knownKeys } from '../layers/config';
+import { ShapeError, fmtShape } from '../errors';
+import { positive, validate, knownKeys } from '../validation';
 
 /** A likelihood: its own (possibly empty) parameters and a mean negative log-likelihood. */
 export interface Likelihood<LP extends ParamTree = ParamTree> {

@@ -45,7 +45,8 @@ import { tidy } from '../params/scope';
 import { logSoftplus, type GaussianParams } from '../params/distributions';
 import { foldIn, isKey, normalArray, split, type Key } from '../params/random';
 import type { ParamTree } from '../params/tree';
-import { MissingKeyError } from '../layers/errors';
+import { MissingKeyError, ParamError, ShapeError, fmtShape, show } from '../errors';
+import { check, finite, knownKeys, positive, positiveInt, validate } from '../validation';
 import type { AnyLayer, ApplyCtx, NoiseFn } from '../layers/types';
 import { valueAndGrad } from './grad';
 import type { SamplesCtx } from './elbo';
@@ -193,15 +194,19 @@ export function initSharpening(
   opts: InitSharpeningOptions = {},
 ): SharpeningParams {
   const etaInit = opts.etaInit ?? DEFAULT_ETA;
-  if (typeof etaInit !== 'number' || !Number.isFinite(etaInit)) {
-    throw new RangeError(
-      `initSharpening: etaInit must be a finite number, got ${String(etaInit)}.`,
-    );
-  }
+  validate('initSharpening', [
+    knownKeys(opts, ['etaInit', 'select']),
+    finite('etaInit', etaInit),
+    check(
+      opts.select === undefined || typeof opts.select === 'function',
+      `select must be a function (path) => boolean, got ${show(opts.select)}`,
+    ),
+  ]);
   const select = opts.select ?? (() => true);
   const found = posteriors(modelParams).filter((p) => select(p.path));
   if (found.length === 0) {
-    throw new TypeError(
+    throw new ParamError(
+      '',
       'initSharpening: no { mu, rho } posterior to sharpen in these parameters' +
         (opts.select ? ' (select kept none)' : '') +
         '. Pass the params of a model made of Bayesian layers (model.init(...).params).',
@@ -212,21 +217,29 @@ export function initSharpening(
   });
 }
 
-function checkOptions(o: SharpenedElboOptions): { sigma0: number; S: number } {
-  const problems: string[] = [];
+const ELBO_KEYS = ['sigma0', 'numSamples', 'klSharpeningWeight', 'ctx'];
+
+/** Validates the options of `owner` (one `ConfigError` listing every problem). */
+function checkOptions(
+  owner: 'sharpenedElbo' | 'sharpen',
+  o: SharpenedElboOptions,
+): { sigma0: number; S: number } {
   const sigma0 = o.sigma0 ?? DEFAULT_SIGMA0;
   const S = o.numSamples ?? 1;
-  if (typeof sigma0 !== 'number' || !Number.isFinite(sigma0) || sigma0 <= 0) {
-    problems.push(`sigma0 must be a positive finite number, got ${String(sigma0)}`);
-  }
-  if (typeof S !== 'number' || !Number.isInteger(S) || S < 1) {
-    problems.push(`numSamples must be a positive integer, got ${String(S)}`);
-  }
   const w = o.klSharpeningWeight;
-  if (w !== undefined && (typeof w !== 'number' || !Number.isFinite(w) || w < 0)) {
-    problems.push(`klSharpeningWeight must be a finite number >= 0, got ${String(w)}`);
-  }
-  if (problems.length > 0) throw new RangeError(`sharpenedElbo: ${problems.join('; ')}.`);
+  validate(owner, [
+    knownKeys(o, ELBO_KEYS),
+    positive('sigma0', sigma0),
+    positiveInt('numSamples', S),
+    check(
+      w === undefined || (typeof w === 'number' && Number.isFinite(w) && w >= 0),
+      `klSharpeningWeight must be a finite number >= 0, got ${show(w)}`,
+    ),
+    check(
+      o.ctx === undefined || (typeof o.ctx === 'object' && o.ctx !== null),
+      `ctx must be an object (e.g. { training: true }), got ${show(o.ctx)}`,
+    ),
+  ]);
   return { sigma0, S };
 }
 
@@ -260,24 +273,28 @@ function draw(
   const entries = posteriors(params.model);
   const etaLeaves = new Map(tensorLeaves(params.sharpening?.eta));
   if (etaLeaves.size === 0) {
-    throw new TypeError(
-      'sharpenedElbo: params.sharpening.eta holds no tensors; make it with initSharpening(params.model).',
+    throw new ParamError(
+      'sharpening.eta',
+      'sharpenedElbo: holds no tensors; make it with initSharpening(params.model).',
     );
   }
   const index = new Map(entries.map((e, i) => [e.path, i]));
   const sharpened = [...etaLeaves].map(([path, eta]) => {
     const i = index.get(path);
     if (i === undefined) {
-      throw new TypeError(
-        `sharpenedElbo: params.sharpening.eta has an entry '${path}' but the model's parameters ` +
-          `have no { mu, rho } posterior there (posteriors: ${entries.map((e) => e.path).join(', ')}). ` +
+      throw new ParamError(
+        `sharpening.eta.${path}`,
+        `sharpenedElbo: eta has an entry '${path}' but the model's parameters have no ` +
+          `{ mu, rho } posterior there (posteriors: ${entries.map((e) => e.path).join(', ')}). ` +
           'Make eta with initSharpening(params.model).',
       );
     }
     const mu = (entries[i] as Posterior).post.mu;
     if (eta.shape.join(',') !== mu.shape.join(',')) {
-      throw new TypeError(
-        `sharpenedElbo: eta at '${path}' has shape [${eta.shape.join(', ')}], the posterior [${mu.shape.join(', ')}].`,
+      throw new ShapeError(
+        `sharpening.eta.${path}`,
+        `sharpenedElbo: eta has shape ${fmtShape(eta.shape)} but the posterior at ` +
+          `model.${path} has ${fmtShape(mu.shape)}; make eta with initSharpening(params.model).`,
       );
     }
     return { path, index: i, eta };
@@ -334,9 +351,7 @@ function draw(
 function checkArgs(what: string, params: unknown, key: unknown): void {
   if (key === undefined) throw new MissingKeyError(what, 'posterior sharpening (it samples)');
   if (!isKey(key)) {
-    throw new TypeError(
-      `${what}: key must be a PRNG key from random.key(seed), got ${String(key)}.`,
-    );
+    throw new TypeError(`${what}: key must be a PRNG key from random.key(seed), got ${show(key)}.`);
   }
   if (
     !isPlainObject(params) ||
@@ -344,9 +359,10 @@ function checkArgs(what: string, params: unknown, key: unknown): void {
     !('likelihood' in params) ||
     !('sharpening' in params)
   ) {
-    throw new TypeError(
+    throw new ParamError(
+      '',
       `${what}: params must be { model, likelihood, sharpening } (model.init().params, ` +
-        'likelihood.init() and initSharpening(modelParams)).',
+        `likelihood.init() and initSharpening(modelParams)), got ${show(params)}.`,
     );
   }
 }
@@ -373,7 +389,7 @@ export function sharpenedElboDetailed<MP extends ParamTree, LP extends ParamTree
   key: Key,
   klWeight: number,
 ) => SharpenedElboParts {
-  const { sigma0, S } = checkOptions(opts);
+  const { sigma0, S } = checkOptions('sharpenedElbo', opts);
   return (params, x, y, key, klWeight) =>
     tidy(() => {
       checkArgs('sharpenedElbo', params, key);
@@ -489,7 +505,7 @@ export function sharpen<MP extends ParamTree, LP extends ParamTree>(
   likelihood: Likelihood<LP>,
   opts: Pick<SharpenedElboOptions, 'sigma0' | 'ctx'> = {},
 ): (params: SharpenedElboParams<MP, LP>, x: tf.Tensor, y: tf.Tensor, key: Key) => SharpenedDraw {
-  const { sigma0 } = checkOptions(opts);
+  const { sigma0 } = checkOptions('sharpen', opts);
   return (params, x, y, key) =>
     tidy(() => {
       checkArgs('sharpen', params, key);

@@ -5,9 +5,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import { importByName } from '../dynamicImport';
+import { ParamError, show } from '../errors';
 import { applyUpdates, type GradientTransformation, type OptState } from '../optim';
-import { foldIn, uniformArray, type Key } from '../params/random';
-import { leaves, type ParamTree, type Tree } from '../params/tree';
+import { foldIn, isKey, uniformArray, type Key } from '../params/random';
+import { leaves, map as mapTree, type ParamTree, type Tree } from '../params/tree';
+import { check, isBool, knownKeys, nonNegativeInt, positiveInt, validate } from '../validation';
 import { nonFinitePaths, valueAndGrad } from './grad';
 
 /** Parameters, optimizer state and step count: what a training step consumes and returns. */
@@ -17,16 +19,30 @@ export interface TrainState<P extends ParamTree, S extends OptState> {
   readonly step: number;
 }
 
-/** A training step produced a non-finite loss. The state passed in is left intact. */
-export class TrainingError extends Error {
+/**
+ * A training step produced a non-finite loss. The state passed in is left intact.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   ({ state } = step(state, x, y, k, w));
+ * } catch (e) {
+ *   if (e instanceof TrainingError) state = e.state; // the last good state, still valid
+ * }
+ * ```
+ */
+export class TrainingError<
+  P extends ParamTree = ParamTree,
+  S extends OptState = OptState,
+> extends Error {
   readonly step: number;
   readonly loss: number;
   /**
    * The last good state: the one passed to the failing step, still valid and now owned by whoever
    * catches the error (`fit` hands its params and optimizer state over this way).
    */
-  readonly state: TrainState<ParamTree, OptState>;
-  constructor(step: number, loss: number, detail: string, state: TrainState<ParamTree, OptState>) {
+  readonly state: TrainState<P, S>;
+  constructor(step: number, loss: number, detail: string, state: TrainState<P, S>) {
     super(
       `training step ${step}: the loss is ${loss}. ${detail}` +
         'Nothing was updated: the params and optimizer state passed in are still valid. ' +
@@ -62,10 +78,11 @@ function describeNonFinite(params: ParamTree, args: readonly unknown[]): string 
 }
 
 /**
- * `trainStep(loss, optimizer) -> (state, ...args) -> { state, loss }`: one gradient step inside
- * `tf.tidy`. It takes ownership of `state.params` and `state.optState` and disposes them; the
- * returned state is the caller's. A non-finite loss throws a `TrainingError` and leaves the state
- * passed in untouched.
+ * `trainStep<P, S, A>(loss: (params: P, ...args: A) -> Scalar, optimizer) ->
+ * (state: TrainState<P, S>, ...args: A) -> { state, loss }`: one gradient step inside
+ * `tf.tidy`; the params type `P` is the loss's. It takes ownership of `state.params` and
+ * `state.optState` and disposes them; the returned state is the caller's. A non-finite loss
+ * throws a `TrainingError` and leaves the state passed in untouched.
  *
  * @example
  * ```ts
@@ -83,7 +100,7 @@ export function trainStep<P extends ParamTree, S extends OptState, A extends unk
     const r = tidy(() => {
       const { value, grads } = vg(state.params, ...args);
       const u = optimizer.update(grads, state.optState, state.params);
-      const params = applyUpdates(state.params, u.updates) as P;
+      const params = applyUpdates(state.params, u.updates);
       return { params, optState: u.state, value };
     });
     const value = r.value.dataSync()[0] as number;
@@ -102,8 +119,17 @@ export function trainStep<P extends ParamTree, S extends OptState, A extends unk
 /** Where a minibatch is in training: the argument of a `klWeight` function. */
 export interface BatchInfo {
   readonly epoch: number;
+  /** The minibatch's index in the epoch, `0 .. numBatches - 1`. */
   readonly batchIndex: number;
+  /** Minibatches per epoch, `ceil(numExamples / batchSize)`. */
   readonly numBatches: number;
+  /**
+   * The number of examples in THIS minibatch: the `batchSize` option, except for a smaller last
+   * batch when it does not divide `numExamples`.
+   */
+  readonly batchSize: number;
+  /** The number of training examples `N` (`x.shape[0]`). */
+  readonly numExamples: number;
   /** Steps taken before this one. */
   readonly step: number;
 }
@@ -118,15 +144,21 @@ export interface EpochInfo<P extends ParamTree> {
   readonly params: P;
 }
 
-/** Options of `fit`. */
+/**
+ * Options of `fit`. The params type `P` is the loss's: `params` (and the result) must be of the
+ * type of the loss's first parameter, and is not used to infer it.
+ */
 export interface FitOptions<P extends ParamTree, S extends OptState> {
-  /** `(params, x, y, key, klWeight) -> loss`, e.g. `elbo(model, likelihood)`. */
+  /**
+   * `(params, x, y, key, klWeight) -> loss`, e.g. `elbo(model, likelihood)`; its first parameter's
+   * type is `P` (an inline arrow function must annotate it: `(p: MyParams, x, y, k, w) => ...`).
+   */
   readonly loss: (params: P, x: tf.Tensor, y: tf.Tensor, key: Key, klWeight: number) => tf.Scalar;
   readonly optimizer: GradientTransformation<S>;
-  /** Initial parameters; `fit` takes ownership. */
-  readonly params: P;
+  /** Initial parameters, of the loss's params type; `fit` takes ownership. */
+  readonly params: NoInfer<P>;
   /** Initial optimizer state; default `optimizer.init(params)`. `fit` takes ownership. */
-  readonly optState?: S;
+  readonly optState?: NoInfer<S>;
   /** Inputs `[N, ...]` and targets `[N, ...]`; not disposed. */
   readonly x: tf.Tensor;
   readonly y: tf.Tensor;
@@ -135,9 +167,15 @@ export interface FitOptions<P extends ParamTree, S extends OptState> {
   readonly epochs: number;
   readonly batchSize: number;
   /**
-   * The KL weight of each step: a number, or a function of the batch position (e.g.
-   * `({ batchIndex, numBatches }) => minibatchWeight(batchIndex, numBatches)`). Default
-   * `1 / N`, the per-example ELBO with a mean-reduced likelihood.
+   * The KL weight of each step: a number >= 0, or a function of the batch (`BatchInfo`). The
+   * loss of a step is `mean NLL of the batch + klWeight * KL` (the likelihoods reduce by the
+   * mean), i.e. Blundell et al.'s minibatch objective `F_i = pi_i KL - sum log p(y | x, w)`
+   * divided by the batch size: `klWeight = pi_i / batchSize`. Default `1 / N`
+   * (`pi_i = batchSize / N`), the per-example ELBO. Blundell's eq. 9 weights
+   * `pi_i = minibatchWeight(i, M)` are therefore
+   * `({ batchIndex, numBatches, batchSize }) => minibatchWeight(batchIndex, numBatches) / batchSize`
+   * (with `batchSize` the size of THIS batch); over an epoch `sum_i klWeight_i * batchSize_i = 1`,
+   * so the KL is paid once per pass over the data, as with `1 / N`.
    */
   readonly klWeight?: number | ((b: BatchInfo) => number);
   /** Shuffle each epoch. Default true. */
@@ -197,34 +235,118 @@ async function makeBar(enabled: boolean | undefined): Promise<Bar | undefined> {
   });
 }
 
+const FIT_KEYS = [
+  'loss',
+  'optimizer',
+  'params',
+  'optState',
+  'x',
+  'y',
+  'key',
+  'epochs',
+  'batchSize',
+  'klWeight',
+  'shuffle',
+  'onEpoch',
+  'progress',
+];
+
+/** Checks `fit`'s options (one `ConfigError` listing every problem) and params; returns `N`. */
+function checkFitOptions<P extends ParamTree, S extends OptState>(o: FitOptions<P, S>): number {
+  const isTensor = (t: unknown): t is tf.Tensor => t instanceof tf.Tensor;
+  const N = isTensor(o.x) ? o.x.shape[0] : undefined;
+  const w: unknown = o.klWeight;
+  const isFn = (f: unknown): boolean => typeof f === 'function';
+  const opt: unknown = o.optimizer;
+  validate('fit', [
+    knownKeys(o, FIT_KEYS),
+    check(
+      isFn(o.loss),
+      `loss must be a function (params, x, y, key, klWeight) => tf.Scalar such as elbo(model, likelihood), got ${show(o.loss)}`,
+    ),
+    check(
+      typeof opt === 'object' &&
+        opt !== null &&
+        isFn((opt as GradientTransformation).init) &&
+        isFn((opt as GradientTransformation).update),
+      `optimizer must be a gradient transformation { init, update } such as adam({ learningRate: 1e-3 }), got ${show(opt)}`,
+    ),
+    check(isTensor(o.x) && o.x.rank >= 1, `x must be a tf.Tensor [N, ...], got ${show(o.x)}`),
+    check(isTensor(o.y) && o.y.rank >= 1, `y must be a tf.Tensor [N, ...], got ${show(o.y)}`),
+    check(
+      N === undefined || !isTensor(o.y) || o.y.shape[0] === N,
+      `x has ${N} examples but y has ${isTensor(o.y) ? o.y.shape[0] : '?'}; pass one target row per input row`,
+    ),
+    check(N === undefined || N >= 1, 'x has no examples'),
+    check(isKey(o.key), `key must be a PRNG key from random.key(seed), got ${show(o.key)}`),
+    nonNegativeInt('epochs', o.epochs),
+    positiveInt('batchSize', o.batchSize),
+    check(
+      w === undefined || isFn(w) || (typeof w === 'number' && Number.isFinite(w) && w >= 0),
+      `klWeight must be a finite number >= 0 or a function of the batch, e.g. ` +
+        `({ batchIndex, numBatches, batchSize }) => minibatchWeight(batchIndex, numBatches) / batchSize, got ${show(w)}`,
+    ),
+    ...(o.shuffle === undefined ? [] : [isBool('shuffle', o.shuffle)]),
+    ...(o.progress === undefined ? [] : [isBool('progress', o.progress)]),
+    check(
+      o.onEpoch === undefined || isFn(o.onEpoch),
+      `onEpoch must be a function, got ${show(o.onEpoch)}`,
+    ),
+  ]);
+  mapTree<unknown, null>(o.params, (leaf, path) => {
+    if (!(leaf instanceof tf.Tensor) || leaf.isDisposed) {
+      throw new ParamError(
+        path,
+        `fit: the params leaf is ${leaf instanceof tf.Tensor ? 'a disposed tensor' : show(leaf)}; ` +
+          'expected a live tf.Tensor: pass the params that model.init returned (fit takes ' +
+          'ownership of them and of optState).',
+      );
+    }
+    return null;
+  });
+  return N as number;
+}
+
 /**
- * `fit(options) -> Promise<{ params, optState, step, history }>`: trains for `epochs` passes over
- * `(x, y)` in shuffled minibatches. Reproducible from `key`: epoch `e` shuffles with
- * `foldIn(foldIn(key, e), 0)` and step `b` of it draws posterior noise with
- * `foldIn(foldIn(foldIn(key, e), 1), b)`. Takes ownership of `params` / `optState`.
+ * `fit<P, S>(options: FitOptions<P, S>) -> Promise<FitResult<P, S>>`: trains for `epochs` passes
+ * over `(x, y)` in shuffled minibatches; `P` is the params type of `options.loss`. Reproducible
+ * from `key`: epoch `e` shuffles with `foldIn(foldIn(key, e), 0)` and step `b` of it draws
+ * posterior noise with `foldIn(foldIn(foldIn(key, e), 1), b)`. Takes ownership of `params` /
+ * `optState`. Invalid options throw one `ConfigError` (owner `'fit'`) listing every problem; a
+ * params leaf that is not a live tensor throws a `ParamError` naming its path.
  *
  * @example
  * ```ts
  * const { params: trained } = await fit({
  *   loss: elbo(model, gaussianNll()), optimizer: adam({ learningRate: 1e-2 }),
  *   params, x, y, key: random.key(0), epochs: 100, batchSize: 32,
+ *   // Blundell et al.'s minibatch KL weights, in the units of the mean-reduced NLL:
+ *   klWeight: ({ batchIndex, numBatches, batchSize }) =>
+ *     minibatchWeight(batchIndex, numBatches) / batchSize,
  * });
  * ```
  */
 export async function fit<P extends ParamTree, S extends OptState>(
   o: FitOptions<P, S>,
+): Promise<FitResult<P, S>>;
+/**
+ * `fit(options)` where TypeScript cannot take `P` from the loss alone: a loss made by a generic
+ * call (`elbo(model, likelihood)`) next to a callback whose parameter is not annotated
+ * (`onEpoch: ({ epoch }) => ...`) fixes `P` before the loss is seen. Then `P` is inferred from
+ * `params` too, and the loss must still accept them.
+ *
+ * @example
+ * ```ts
+ * await fit({ loss: elbo(model, lik), params, onEpoch: ({ epoch }) => epoch < 10, ...rest });
+ * ```
+ */
+export async function fit<P extends ParamTree, S extends OptState>(
+  o: FitOptions<P, S> & { readonly params: P },
+): Promise<FitResult<P, S>>;
+export async function fit<P extends ParamTree, S extends OptState>(
+  o: FitOptions<P, S>,
 ): Promise<FitResult<P, S>> {
-  const N = o.x.shape[0] as number;
-  const problems: string[] = [];
-  if (!Number.isInteger(o.epochs) || o.epochs < 0)
-    problems.push(`epochs must be an integer >= 0, got ${o.epochs}`);
-  if (!Number.isInteger(o.batchSize) || o.batchSize < 1)
-    problems.push(`batchSize must be a positive integer, got ${o.batchSize}`);
-  if (o.y.shape[0] !== N) problems.push(`x has ${N} examples but y has ${o.y.shape[0]}`);
-  if (!(N >= 1)) problems.push('x has no examples');
-  if (typeof o.klWeight === 'number' && !(o.klWeight >= 0))
-    problems.push(`klWeight must be >= 0, got ${o.klWeight}`);
-  if (problems.length > 0) throw new RangeError(`fit: ${problems.join('; ')}.`);
+  const N = checkFitOptions(o);
 
   const step = trainStep(o.loss, o.optimizer);
   let state: TrainState<P, S> = {
@@ -257,7 +379,14 @@ export async function fit<P extends ParamTree, S extends OptState>(
         try {
           const w =
             typeof o.klWeight === 'function'
-              ? o.klWeight({ epoch, batchIndex: b, numBatches, step: state.step })
+              ? o.klWeight({
+                  epoch,
+                  batchIndex: b,
+                  numBatches,
+                  batchSize: xb.shape[0] as number,
+                  numExamples: N,
+                  step: state.step,
+                })
               : (o.klWeight ?? 1 / N);
           const r = step(state, xb, yb, foldIn(kSteps, b), w);
           state = r.state;

@@ -40,19 +40,11 @@ import {
   convSharedInput,
   type ConvGeometry,
 } from '../../src/layers/convOps';
-import { adam, type AdamState } from '../../src/optim';
+import { adam } from '../../src/optim';
 import { normalPrior } from '../../src/params/distributions';
 import { foldIn, key, normalArray } from '../../src/params/random';
 import { dispose, leaves, type ParamTree } from '../../src/params/tree';
-import {
-  elbo,
-  loopSamples,
-  mse,
-  trainStep,
-  vmapSamples,
-  type ElboParams,
-  type TrainState,
-} from '../../src/transforms';
+import { elbo, loopSamples, mse, trainStep, vmapSamples } from '../../src/transforms';
 import { trackTensors } from '../helpers/memory';
 import { expectBitIdentical, expectClose, num, vals } from '../helpers/reference';
 import {
@@ -63,9 +55,6 @@ import {
   type Arr,
   type RefGeometry,
 } from './conv.reference';
-
-/** The (empty) parameters of the mse likelihood. */
-type MseParams = ReturnType<ReturnType<typeof mse>['init']>;
 
 afterAll(async () => {
   await useBackend(TEST_BACKEND);

@@ -360,7 +360,8 @@ describe('end to end', () => {
           .leaves(target as ParamTree)
           .map((t, i) => tf.sum(tf.square(tf.sub(ps[i] as tf.Tensor, t)))),
       ) as tf.Scalar;
-    let params: ParamTree = { w: tf.zeros([3, 2]), b: tf.zeros([2]) };
+    type Params = { readonly w: tf.Tensor; readonly b: tf.Tensor };
+    let params: Params = { w: tf.zeros([3, 2]), b: tf.zeros([2]) };
     const opt = adam({ learningRate: cosineDecay({ initValue: 0.2, decaySteps: 400 }) });
     let state = opt.init(params);
     const lossOf = (p: ParamTree): number =>
@@ -368,12 +369,13 @@ describe('end to end', () => {
     const initial = lossOf(params);
     for (let i = 0; i < 400; i++) {
       const { leaves, treedef } = tree.flatten(params);
+      // unflatten rebuilds the params' structure but cannot know their type
       const grads = tree.unflatten(
         treedef,
         tf.tidy(() => tf.grads((...xs: tf.Tensor[]) => loss(xs))(leaves)),
-      );
+      ) as Params;
       const r = opt.update(grads, state);
-      const next: ParamTree = applyUpdates(params, r.updates);
+      const next: Params = applyUpdates(params, r.updates); // updates are Params too
       tree.dispose([params, state, grads, r.updates]);
       params = next;
       state = r.state;

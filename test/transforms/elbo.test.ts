@@ -395,9 +395,7 @@ describe('predictive', () => {
     expect(() => predictive(model, params, x, { key: key(0), numSamples: 1 })).toThrow(
       /at least 2/,
     );
-    expect(() => predictive(model, params, x, { key: key(0), numSamples: 0 })).toThrow(
-      ConfigError,
-    );
+    expect(() => predictive(model, params, x, { key: key(0), numSamples: 0 })).toThrow(ConfigError);
     expect(() => predictive(model, params, x, {} as never)).toThrow(MissingKeyError);
     const same = [
       predictive(model, params, x, { key: key(1) }),

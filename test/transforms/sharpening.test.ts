@@ -22,6 +22,16 @@ import { trainStep } from '../../src/transforms/train';
 import { trackTensors } from '../helpers/memory';
 import { expectClose, num, vals } from '../helpers/reference';
 import { TEST_BACKEND } from '../setup';
+import { ConfigError, ParamError, ShapeError } from '../../src/errors';
+
+function errorOf(f: () => unknown): Error {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected an error');
+}
 
 afterAll(async () => {
   await useBackend(TEST_BACKEND);
@@ -294,8 +304,30 @@ describe('posterior sharpening', () => {
     expect(() => loss({ model: mp, likelihood: {}, sharpening: wrong }, x, y, key(0), 0.1)).toThrow(
       /'rnn.weightXx'/,
     );
+    // errors about the params name their path in the { model, likelihood, sharpening } tree
+    const bad = errorOf(() =>
+      loss({ model: mp, likelihood: {}, sharpening: wrong }, x, y, key(0), 0.1),
+    );
+    expect(bad).toBeInstanceOf(ParamError);
+    expect((bad as ParamError).path).toBe('sharpening.eta.rnn.weightXx');
+    const shaped = { eta: { rnn: { weightHh: tf.ones([1, 1]) } } };
+    const badShape = errorOf(() =>
+      loss({ model: mp, likelihood: {}, sharpening: shaped }, x, y, key(0), 0.1),
+    );
+    expect(badShape).toBeInstanceOf(ShapeError);
+    expect(badShape.message).toMatch(
+      /^sharpening\.eta\.rnn\.weightHh: .*\[1, 1\].*model\.rnn\.weightHh/,
+    );
+    expect(() => sharpenedElbo(model, lik, { sigma: 0.1 } as never)).toThrow(ConfigError);
+    expect(() => sharpenedElbo(model, lik, { sigma: 0.1 } as never)).toThrow(
+      /unknown option 'sigma'/,
+    );
+    expect(() => initSharpening(mp, { etaInit: NaN })).toThrow(
+      /^initSharpening: invalid configuration.*etaInit must be a finite number, got NaN/s,
+    );
+    dispose(shaped.eta.rnn.weightHh);
     expect(() => sharpenedElbo(model, lik, { sigma0: 0, numSamples: 1.5 })).toThrow(
-      /sigma0 must be a positive finite number.*numSamples must be a positive integer/,
+      /^sharpenedElbo: invalid configuration \(2 problems\).*sigma0 must be a positive finite number.*numSamples must be a positive integer/s,
     );
     // only the selected weights move: the others' phi is theta
     const params = { model: mp, likelihood: {}, sharpening: only };

@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { bayesianLinear, relu, serial } from '../../src/layers';
-import { adam, type AdamState } from '../../src/optim';
+import { adam, minibatchWeight, sgd, type AdamState, type SgdState } from '../../src/optim';
 import { foldIn, key, uniformArray } from '../../src/params/random';
-import { clone, dispose, leaves, paths, type ParamTree } from '../../src/params/tree';
+import { clone, dispose, leaves, paths } from '../../src/params/tree';
 import {
   TrainingError,
   elbo,
@@ -15,10 +15,10 @@ import {
   predictive,
   trainStep,
   type BatchInfo,
-  type ElboParams,
-  type GaussianNoiseParams,
+  type FitOptions,
   type TrainState,
 } from '../../src/transforms';
+import { ConfigError, ParamError } from '../../src/errors';
 import { trackTensors } from '../helpers/memory';
 import { expectBitIdentical } from '../helpers/reference';
 
@@ -50,7 +50,7 @@ describe('trainStep', () => {
     const step = trainStep(elbo(model, lik, { numSamples: 2 }), opt);
     const { x, y } = data(16);
     const params = initParams(lik);
-    let state: TrainState<ElboParams<ParamTree, GaussianNoiseParams>, AdamState> = {
+    let state: TrainState<ReturnType<typeof initParams>, AdamState> = {
       params,
       optState: opt.init(params),
       step: 0,
@@ -207,7 +207,7 @@ describe('fit', () => {
         const infos: BatchInfo[] = [];
         const k = key(42);
         const r = await fit({
-          loss: (p, xb, yb, kb, w) => {
+          loss: (p: Parameters<typeof inner>[0], xb, yb, kb, w) => {
             seen.push({ xs: Array.from(xb.dataSync()), k: [...kb], w });
             return inner(p, xb, yb, kb, w);
           },
@@ -246,6 +246,8 @@ describe('fit', () => {
                 epoch: e,
                 batchIndex: b,
                 numBatches: 3,
+                batchSize: b < 2 ? 4 : 2, // this batch's size: the last one is smaller
+                numExamples: N,
                 step: e * 3 + b,
               });
           }
@@ -284,7 +286,11 @@ describe('fit', () => {
       epochs: -1,
       batchSize: 0,
     };
-    await expect(fit(bad)).rejects.toThrow(/epochs.*batchSize.*x has 10 examples but y has 3/);
+    // one ConfigError naming fit and listing every problem, one per line
+    await expect(fit(bad)).rejects.toThrow(ConfigError);
+    await expect(fit(bad)).rejects.toThrow(
+      /^fit: invalid configuration \(3 problems\).*x has 10 examples but y has 3.*epochs.*batchSize/s,
+    );
     dispose([x, y, bad.y]);
   });
 
@@ -316,6 +322,97 @@ describe('fit', () => {
     for (const t of leaves(st.params)) expect((t as tf.Tensor).isDisposed).toBe(false);
     dispose([st.params, st.optState as never]);
     expect(tf.memory().numTensors).toBe(before);
+    dispose([x, y]);
+  });
+});
+
+describe('fit: the KL weight of a minibatch', () => {
+  // A step's loss is `mean NLL of the batch + klWeight * KL`: Blundell et al.'s F_i = pi_i KL +
+  // (summed NLL of the batch) divided by the batch size B_i. Over an epoch, sum_i B_i * loss_i
+  // must be the full objective, dataset NLL + KL, i.e. sum_i B_i * klWeight_i = sum_i pi_i = 1.
+  type P = { readonly w: tf.Tensor };
+  const N = 10; // batchSize 4: batches of 4, 4 and 2
+  const KL = 3.25;
+
+  /** One epoch with a loss `mean(x_batch) + klWeight * KL`; what each step saw. */
+  async function epoch(klWeight: FitOptions<P, SgdState>['klWeight']) {
+    const x = tf.tensor2d(
+      Array.from({ length: N }, (_, i) => i + 1),
+      [N, 1],
+    );
+    const y = tf.zeros([N, 1]);
+    const steps: { size: number; meanNll: number; w: number }[] = [];
+    const loss = (p: P, xb: tf.Tensor, _yb: tf.Tensor, _k: unknown, w: number): tf.Scalar => {
+      const xs = Array.from(xb.dataSync());
+      steps.push({ size: xs.length, meanNll: xs.reduce((a, v) => a + v, 0) / xs.length, w });
+      return tf.add(tf.mean(xb), tf.add(w * KL, tf.mul(tf.sum(p.w), 0))) as tf.Scalar;
+    };
+    const r = await fit({
+      loss,
+      optimizer: sgd({ learningRate: 0 }),
+      params: { w: tf.zeros([1]) },
+      x,
+      y,
+      key: key(3),
+      epochs: 1,
+      batchSize: 4,
+      progress: false,
+      ...(klWeight === undefined ? {} : { klWeight }),
+    });
+    dispose([r.params, x, y]);
+    const objective = steps.reduce((a, s) => a + s.size * (s.meanNll + s.w * KL), 0);
+    const klPaid = steps.reduce((a, s) => a + s.size * s.w, 0);
+    return { steps, objective, klPaid };
+  }
+
+  it('as documented, minibatchWeight(i, M) / batchSize pays the KL once per epoch (exactly)', async () => {
+    const r = await epoch(
+      ({ batchIndex, numBatches, batchSize }) =>
+        minibatchWeight(batchIndex, numBatches) / batchSize,
+    );
+    expect(r.steps.map((s) => s.size)).toEqual([4, 4, 2]);
+    // klWeight_i = pi_i / B_i with pi = (4/7, 2/7, 1/7) and B = (4, 4, 2): the last batch's own size
+    expect(r.steps.map((s) => s.w)).toEqual([4 / 7 / 4, 2 / 7 / 4, 1 / 7 / 2]);
+    expect(r.klPaid).toBeCloseTo(1, 14);
+    expect(r.objective).toBeCloseTo(55 + KL, 12); // dataset NLL (1 + ... + 10) + KL
+  });
+
+  it('the default 1 / N pays it once per epoch too; minibatchWeight alone over-weights it', async () => {
+    const byDefault = await epoch(undefined);
+    expect(byDefault.klPaid).toBeCloseTo(1, 14);
+    expect(byDefault.objective).toBeCloseTo(55 + KL, 12);
+    // the use the docs used to show: pi_i on the MEAN NLL weighs the KL B_i times too much
+    const old = await epoch(({ batchIndex, numBatches }) =>
+      minibatchWeight(batchIndex, numBatches),
+    );
+    expect(old.klPaid).toBeCloseTo((4 * 4 + 4 * 2 + 2 * 1) / 7, 12);
+    expect(old.klPaid).toBeGreaterThan(3);
+  });
+});
+
+describe('fit: params', () => {
+  it('a params leaf that is not a live tensor throws a ParamError naming its path', async () => {
+    const x = tf.zeros([4, 1]);
+    const y = tf.zeros([4, 1]);
+    const loss = (p: { a: { b: tf.Tensor } }, xb: tf.Tensor): tf.Scalar =>
+      tf.sum(tf.mul(p.a.b, tf.mean(xb))) as tf.Scalar;
+    const common = { loss, optimizer: sgd({ learningRate: 0.1 }), x, y, key: key(0) };
+    const dead = tf.ones([1]);
+    dead.dispose();
+    const errs = await Promise.all(
+      [{ a: { b: dead } }, { a: { b: 3 as never } }].map((params) =>
+        fit({ ...common, params, epochs: 1, batchSize: 2 }).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    );
+    for (const e of errs) {
+      expect(e).toBeInstanceOf(ParamError);
+      expect((e as ParamError).path).toBe('a.b');
+    }
+    expect((errs[0] as Error).message).toMatch(/^a\.b: fit: the params leaf is a disposed tensor/);
+    expect((errs[1] as Error).message).toMatch(/^a\.b: fit: the params leaf is 3; expected a live/);
     dispose([x, y]);
   });
 });

@@ -97,11 +97,11 @@ function typeChecks(params: P, grads: P, other: Q, x: tf.Tensor): void {
   void fit({ loss: fitLossP, optimizer: a, params: other, ...common });
   // @ts-expect-error nor a tree missing one of the loss's leaves
   void fit({ loss: fitLossP, optimizer: a, params: { w: params.w }, ...common });
-  // @ts-expect-error nor an optimizer state of another optimizer
   void fit({
     loss: fitLossP,
     optimizer: a,
     params,
+    // @ts-expect-error nor an optimizer state of another optimizer
     optState: sgd({ learningRate: 1 }).init(params),
     ...common,
   });
