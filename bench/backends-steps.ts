@@ -65,7 +65,7 @@ export async function timeToySteps(reps = 7): Promise<StepTimes> {
     stepTimes.push((performance.now() - t0) / 20);
   }
   tree.dispose(state.params);
-  tf.dispose(state.optState as unknown as tf.TensorContainer);
+  tree.dispose(state.optState);
   tf.dispose([x, y]);
 
   // 2. the example's fit loop: 10 epochs of 4 steps, after a 2-epoch warm-up run

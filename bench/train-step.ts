@@ -8,15 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  layers,
-  optim,
-  random,
-  transforms,
-  useBackend,
-  type BackendName,
-  type ParamTree,
-} from '../src';
+import { layers, optim, random, transforms, tree, useBackend, type BackendName } from '../src';
 
 tf.enableProdMode();
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -94,12 +86,9 @@ async function benchCase(
     r.out.dataSync();
     tf.dispose([r.out, r.kl]);
   });
-  tf.dispose([
-    x,
-    y,
-    state.params as unknown as tf.TensorContainer,
-    state.optState as unknown as tf.TensorContainer,
-  ]);
+  tf.dispose([x, y]);
+  tree.dispose(state.params);
+  tree.dispose(state.optState);
   return { step: stepMs, predict: predictMs, vmap: vmapMs, loop: loopMs };
 }
 

@@ -5,7 +5,7 @@
  *   npm run demo:backends
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { backendReport, random, useBackend } from '../../src';
+import { backendReport, random, useBackend } from 'blitz-ts';
 
 tf.enableProdMode(); // keeps tfjs's "install tfjs-node" banner out of the output
 
@@ -21,14 +21,13 @@ async function main(): Promise<void> {
     '\nkey(42) =',
     Array.from(random.keyData(k)),
     ' split ->',
-    [kx, kw].map((x) => Array.from(random.keyData(x!))),
+    [kx, kw].map((x) => Array.from(random.keyData(x))),
   );
   for (const row of report.filter((r) => r.available)) {
     await useBackend(row.name);
-    const x = random.normal(kx!, [4, 3]);
-    const w = random.normal(kw!, [3, 2]);
-    const loss = (v: tf.Tensor): tf.Scalar =>
-      tf.sum(tf.square(tf.tanh(tf.matMul(x, v as tf.Tensor2D))));
+    const x = random.normal(kx, [4, 3]);
+    const w = random.normal(kw, [3, 2]);
+    const loss = (v: tf.Tensor): tf.Scalar => tf.sum(tf.square(tf.tanh(tf.matMul(x, v))));
     const g = tf.grad(loss)(w);
     console.log(
       `${row.name.padEnd(6)} normal(kw)[0..2] = ${Array.from(w.dataSync().slice(0, 3))

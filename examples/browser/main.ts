@@ -11,9 +11,10 @@
  */
 import '@tensorflow/tfjs-backend-webgl'; // registers 'webgl'; useBackend then finds it by name
 import * as tf from '@tensorflow/tfjs-core';
-import { random, tree, useBackend, type BackendName, type Key } from '../../src/index';
+import { random, tree, useBackend } from 'blitz-ts';
+import { backendArg } from '../args';
 import { TOY_SETTINGS, toyGrid, toyProblem } from '../regression/toy';
-import { predict, trainRegression, type RegressionParams } from '../regression/train';
+import { predict, trainRegression } from '../regression/train';
 import { draw, type Area } from './plot';
 
 /** What the page exposes on `window.__blitzDemo`. */
@@ -41,26 +42,27 @@ export interface DemoState {
 const PREDICT_SAMPLES = 50;
 const WASM_PATHS = new URL('wasm/', window.location.href).href;
 
-const $ = <T extends HTMLElement>(id: string): T => {
+/** `$(id, type) -> element`: the page's element `#id`, checked to be a `type`. */
+const $ = <T extends HTMLElement>(id: string, type: new () => T): T => {
   const el = document.getElementById(id);
-  if (!el) throw new Error(`index.html has no #${id}`);
-  return el as T;
+  if (!(el instanceof type)) throw new Error(`index.html has no #${id} (a ${type.name})`);
+  return el;
 };
 const ui = {
-  form: $<HTMLFormElement>('controls'),
-  backend: $<HTMLSelectElement>('backend'),
-  seed: $<HTMLInputElement>('seed'),
-  epochs: $<HTMLInputElement>('epochs'),
-  every: $<HTMLInputElement>('every'),
-  train: $<HTMLButtonElement>('train'),
-  stop: $<HTMLButtonElement>('stop'),
-  progress: $<HTMLProgressElement>('progress'),
-  epoch: $<HTMLSpanElement>('epoch'),
-  loss: $<HTMLSpanElement>('loss'),
-  steptime: $<HTMLSpanElement>('steptime'),
-  backendInfo: $<HTMLSpanElement>('backendInfo'),
-  error: $<HTMLDivElement>('error'),
-  canvas: $<HTMLCanvasElement>('plot'),
+  form: $('controls', HTMLFormElement),
+  backend: $('backend', HTMLSelectElement),
+  seed: $('seed', HTMLInputElement),
+  epochs: $('epochs', HTMLInputElement),
+  every: $('every', HTMLInputElement),
+  train: $('train', HTMLButtonElement),
+  stop: $('stop', HTMLButtonElement),
+  progress: $('progress', HTMLProgressElement),
+  epoch: $('epoch', HTMLSpanElement),
+  loss: $('loss', HTMLSpanElement),
+  steptime: $('steptime', HTMLSpanElement),
+  backendInfo: $('backendInfo', HTMLSpanElement),
+  error: $('error', HTMLDivElement),
+  canvas: $('plot', HTMLCanvasElement),
 };
 
 const state: DemoState = {
@@ -79,13 +81,13 @@ const state: DemoState = {
   plotArea: null,
   error: '',
 };
-(window as unknown as { __blitzDemo: DemoState }).__blitzDemo = state;
+Object.assign(window, { __blitzDemo: state });
 
 let stopRequested = false;
 
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : (s[Math.floor(s.length / 2)] as number);
+  return s[Math.floor(s.length / 2)] ?? NaN;
 };
 
 function intField(input: HTMLInputElement, name: string, min: number): number {
@@ -97,7 +99,7 @@ function intField(input: HTMLInputElement, name: string, min: number): number {
 }
 
 async function train(): Promise<void> {
-  const backendName = ui.backend.value as BackendName;
+  const backendName = backendArg(ui.backend.value, 'backend');
   const seed = intField(ui.seed, 'seed', 0);
   const epochs = intField(ui.epochs, 'epochs', 1);
   const every = intField(ui.every, 'redraw every', 1);
@@ -128,8 +130,8 @@ async function train(): Promise<void> {
   ui.backendInfo.textContent = `backend ${state.backend}`;
 
   // The same keys as `npm run demo -- --seed <seed>` uses for the toy curve.
-  const [kToy] = random.split(random.key(seed)) as [Key, Key];
-  const [kData, kTrain, kPred] = random.split(kToy, 3) as [Key, Key, Key];
+  const [kToy] = random.split(random.key(seed));
+  const [kData, kTrain, kPred] = random.split(kToy, 3);
   const toy = toyProblem(kData, TOY_SETTINGS.points);
   const gx = toyGrid();
   const x = tf.tensor2d(toy.x, [toy.x.length, 1]);
@@ -191,10 +193,10 @@ async function train(): Promise<void> {
       },
     });
     redraw(trained, `trained ${trained.history.length} epochs`, 2 * PREDICT_SAMPLES);
-    const params = trained.params as RegressionParams;
-    const leaves = tree.leaves(params) as tf.Tensor[];
+    const params = trained.params;
+    const leaves = tree.leaves(params);
     state.params = Object.fromEntries(
-      tree.paths(params).map((p, i) => [p, Array.from((leaves[i] as tf.Tensor).dataSync())]),
+      tree.paths(params).map((p, i) => [p, Array.from(leaves[i]?.dataSync() ?? [])]),
     );
     tree.dispose(params);
     state.status = stopRequested ? 'stopped' : 'done';

@@ -6,13 +6,15 @@
 /** Colours as `[r, g, b]`. */
 export type Rgb = readonly [number, number, number];
 
+const rgb = (r: number, g: number, b: number): Rgb => [r, g, b];
+
 export const COLORS = Object.freeze({
-  band2: [198, 219, 239] as Rgb, // ±2 std
-  band1: [158, 202, 225] as Rgb, // ±1 std
-  mean: [8, 81, 156] as Rgb,
-  points: [230, 85, 13] as Rgb,
-  grid: [236, 236, 236] as Rgb,
-  axis: [68, 68, 68] as Rgb,
+  band2: rgb(198, 219, 239), // ±2 std
+  band1: rgb(158, 202, 225), // ±1 std
+  mean: rgb(8, 81, 156),
+  points: rgb(230, 85, 13),
+  grid: rgb(236, 236, 236),
+  axis: rgb(68, 68, 68),
 });
 
 /** The plot area inside the canvas, in CSS pixels. */
@@ -52,7 +54,7 @@ export function yRange(frame: Frame): [number, number] {
   const { mean, std } = frame;
   if (mean && std) {
     mean.forEach((m, i) => {
-      const s = 2 * (std[i] as number);
+      const s = 2 * (std[i] ?? NaN);
       if (Number.isFinite(m - s)) bandLo = Math.min(bandLo, m - s);
       if (Number.isFinite(m + s)) bandHi = Math.max(bandHi, m + s);
     });
@@ -124,17 +126,16 @@ export function draw(canvas: HTMLCanvasElement, frame: Frame): Area {
   g.clip();
   const { grid, mean, std } = frame;
   if (grid && mean && std) {
+    // the band's edge at grid point i: mean ± k std
+    const edge = (i: number, k: number) => py((mean[i] ?? NaN) + k * (std[i] ?? NaN));
     const band = (k: number, color: Rgb) => {
       g.fillStyle = css(color);
       g.beginPath();
       grid.forEach((x, i) => {
-        const Y = py((mean[i] as number) + k * (std[i] as number));
-        if (i === 0) g.moveTo(px(x), Y);
-        else g.lineTo(px(x), Y);
+        if (i === 0) g.moveTo(px(x), edge(i, k));
+        else g.lineTo(px(x), edge(i, k));
       });
-      for (let i = grid.length - 1; i >= 0; i--) {
-        g.lineTo(px(grid[i] as number), py((mean[i] as number) - k * (std[i] as number)));
-      }
+      for (let i = grid.length - 1; i >= 0; i--) g.lineTo(px(grid[i] ?? NaN), edge(i, -k));
       g.closePath();
       g.fill();
     };
@@ -144,7 +145,7 @@ export function draw(canvas: HTMLCanvasElement, frame: Frame): Area {
   g.fillStyle = css(COLORS.points);
   frame.points.x.forEach((x, i) => {
     g.beginPath();
-    g.arc(px(x), py(frame.points.y[i] as number), 1.6, 0, 2 * Math.PI);
+    g.arc(px(x), py(frame.points.y[i] ?? NaN), 1.6, 0, 2 * Math.PI);
     g.fill();
   });
   if (grid && mean) {
@@ -152,8 +153,9 @@ export function draw(canvas: HTMLCanvasElement, frame: Frame): Area {
     g.lineWidth = 2;
     g.beginPath();
     grid.forEach((x, i) => {
-      if (i === 0) g.moveTo(px(x), py(mean[i] as number));
-      else g.lineTo(px(x), py(mean[i] as number));
+      const Y = py(mean[i] ?? NaN);
+      if (i === 0) g.moveTo(px(x), Y);
+      else g.lineTo(px(x), Y);
     });
     g.stroke();
   }

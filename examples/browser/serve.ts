@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   try {
     server = await startDemoServer({ port });
   } catch (err) {
-    if ((err as { code?: string }).code === 'EADDRINUSE') {
+    if (err instanceof Error && 'code' in err && err.code === 'EADDRINUSE') {
       throw new Error(`port ${port} is in use; pick another with --port <n> (0: any free port)`);
     }
     throw err;

@@ -6,7 +6,6 @@
 import { build } from 'esbuild';
 import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +32,7 @@ export interface RunningServer {
 /**
  * `bundleForBrowser(entry) -> Promise<js>`: esbuild bundle (platform browser, one IIFE) of a
  * TypeScript entry. The Node-only backends stay out: blitz-ts loads them by name at run time.
+ * esbuild reads tsconfig.json's `paths`, so `import ... from 'blitz-ts'` bundles src/index.ts.
  */
 export async function bundleForBrowser(entry: string): Promise<string> {
   const r = await build({
@@ -82,7 +82,12 @@ export function startServer(routes: Routes, port = 0): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => {
-      const actual = (server.address() as AddressInfo).port;
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        reject(new Error(`the server listens on ${String(address)}, not on a TCP port`));
+        return;
+      }
+      const actual = address.port;
       resolve({
         url: `http://127.0.0.1:${actual}/`,
         port: actual,

@@ -1,8 +1,7 @@
 /** Data for the digits example: the 8x8 handwritten digits of UCI / scikit-learn. */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Key } from '../../src/params/random';
-import { permutation } from '../../src/transforms/train';
+import { transforms, type Key } from 'blitz-ts';
 import { readCsv } from '../regression/data';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -42,7 +41,7 @@ export function loadDigits(): DigitSet {
     r.forEach((v, c) => {
       if (c !== label) pixels[i * SIDE * SIDE + j++] = v / 16;
     });
-    labels[i] = r[label] as number;
+    labels[i] = r[label] ?? -1;
   });
   cache = { pixels, labels, count: n };
   return cache;
@@ -52,11 +51,10 @@ function subset(d: DigitSet, idx: ArrayLike<number>): DigitSet {
   const m = SIDE * SIDE;
   const pixels = new Float32Array(idx.length * m);
   const labels = new Int32Array(idx.length);
-  for (let i = 0; i < idx.length; i++) {
-    const j = idx[i] as number;
+  Array.from(idx).forEach((j, i) => {
     pixels.set(d.pixels.subarray(j * m, (j + 1) * m), i * m);
-    labels[i] = d.labels[j] as number;
-  }
+    labels[i] = d.labels[j] ?? -1;
+  });
   return { pixels, labels, count: idx.length };
 }
 
@@ -67,7 +65,7 @@ function subset(d: DigitSet, idx: ArrayLike<number>): DigitSet {
  */
 export function splitDigits(key: Key, testShare = 0.2, limit?: number): DigitSplit {
   const all = loadDigits();
-  const order = permutation(key, all.count);
+  const order = transforms.permutation(key, all.count);
   const used = limit === undefined ? order : order.subarray(0, Math.min(limit, all.count));
   const nTest = Math.round(used.length * testShare);
   return { test: subset(all, used.subarray(0, nTest)), train: subset(all, used.subarray(nTest)) };

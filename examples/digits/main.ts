@@ -15,18 +15,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import '../../src/setup';
-import { useBackend, type BackendName } from '../../src/backend';
-import { key, split, type Key } from '../../src/params/random';
-import { dispose, paramCount } from '../../src/params/tree';
+import { random, tree, useBackend } from 'blitz-ts';
+import { backendArg } from '../args';
 import { NUM_CLASSES, SIDE, splitDigits } from './data';
 import { uncertainDigitsChart } from './plot';
-import { DEFAULT_TRAINING, evaluateDigits, trainDigits } from './train';
+import { DEFAULT_TRAINING, EVAL_SAMPLES, evaluateDigits, trainDigits } from './train';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** Posterior samples of the test predictive, and digits in the figure. */
-const EVAL_SAMPLES = 100;
+/** Digits in the figure. */
 const FIGURE_DIGITS = 12;
 
 async function main(): Promise<void> {
@@ -40,7 +37,7 @@ async function main(): Promise<void> {
     },
   });
   tf.enableProdMode(); // no "install tfjs-node" banner; skips tfjs's debug-only checks
-  const backend = await useBackend(args.backend as BackendName);
+  const backend = await useBackend(backendArg(args.backend));
   const seed = Number(args.seed);
   const epochs = Number(args.epochs);
   if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got ${args.seed}`);
@@ -49,7 +46,7 @@ async function main(): Promise<void> {
   const progress = !args.quiet && Boolean(process.stderr.isTTY);
   const t0 = performance.now();
 
-  const [kSplit, kTrain, kEval] = split(key(seed), 3) as [Key, Key, Key];
+  const [kSplit, kTrain, kEval] = random.split(random.key(seed), 3);
   const data = splitDigits(kSplit, 0.2);
   console.log(`blitz-ts digits demo — backend ${backend}, seed ${seed}\n`);
   console.log(
@@ -59,12 +56,12 @@ async function main(): Promise<void> {
   const s = { ...DEFAULT_TRAINING, epochs };
   console.log(
     `Bayesian CNN (conv 1->16 -> pool -> conv 16->32 -> pool -> 128 -> 64 -> 10), ` +
-      `${paramCount(t.params) / 2} weights with a Gaussian posterior each`,
+      `${tree.paramCount(t.params) / 2} weights with a Gaussian posterior each`,
   );
   console.log(
     `trained ${t.history.length} epochs (batch ${s.batchSize}, Adam ${s.learningRate} -> 0 cosine, ` +
       `ELBO with KL weight 1/${data.train.count}) in ${t.seconds.toFixed(1)} s; ` +
-      `final loss ${(t.history[t.history.length - 1] as number).toFixed(3)}`,
+      `final loss ${(t.history.at(-1) ?? NaN).toFixed(3)}`,
   );
 
   const ev = evaluateDigits(t, data.test, kEval, EVAL_SAMPLES);
@@ -75,16 +72,15 @@ async function main(): Promise<void> {
   console.log(`  (posterior-mean network alone: accuracy ${(ev.meanAccuracy * 100).toFixed(2)} %)`);
 
   // The test digits the model is least sure about: highest predictive entropy.
-  const order = Array.from(ev.entropy.keys()).sort(
-    (a, b) => (ev.entropy[b] as number) - (ev.entropy[a] as number) || a - b,
-  );
+  const entropy = (i: number): number => ev.entropy[i] ?? NaN;
+  const order = Array.from(ev.entropy.keys()).sort((a, b) => entropy(b) - entropy(a) || a - b);
   const m = SIDE * SIDE;
   const panels = order.slice(0, FIGURE_DIGITS).map((i) => ({
     pixels: data.test.pixels.subarray(i * m, (i + 1) * m),
     side: SIDE,
     probs: Array.from(ev.probs.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES)),
-    label: data.test.labels[i] as number,
-    entropy: ev.entropy[i] as number,
+    label: data.test.labels[i] ?? -1,
+    entropy: entropy(i),
   }));
   const wrongInFigure = panels.filter(
     (p) => p.probs.indexOf(Math.max(...p.probs)) !== p.label,
@@ -106,7 +102,7 @@ async function main(): Promise<void> {
   );
   console.log(`plot: ${path.relative(process.cwd(), file)}`);
   console.log(`total run time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  dispose(t.params);
+  tree.dispose(t.params);
 }
 
 const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;

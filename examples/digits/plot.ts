@@ -24,10 +24,10 @@ export async function uncertainDigitsChart(
 ): Promise<string> {
   const cell = 12;
   const views = panels.map((p, n) => {
-    const pixels = Array.from({ length: p.side * p.side }, (_, i) => ({
+    const pixels = Array.from(p.pixels, (ink, i) => ({
       row: Math.floor(i / p.side),
       col: i % p.side,
-      ink: p.pixels[i] as number,
+      ink,
     }));
     const predicted = p.probs.indexOf(Math.max(...p.probs));
     const bars = p.probs.map((prob, c) => ({
@@ -37,7 +37,7 @@ export async function uncertainDigitsChart(
     }));
     return {
       title: {
-        text: `#${n + 1}: true ${p.label}, predicted ${predicted} (${(p.probs[predicted] as number).toFixed(2)})`,
+        text: `#${n + 1}: true ${p.label}, predicted ${predicted} (${(p.probs[predicted] ?? NaN).toFixed(2)})`,
         subtitle: `entropy ${p.entropy.toFixed(2)} nats`,
         fontSize: 11,
         subtitleFontSize: 10,
@@ -87,7 +87,7 @@ export async function uncertainDigitsChart(
       ],
     };
   });
-  const spec = {
+  const spec: vl.TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
       text: title,
@@ -97,8 +97,8 @@ export async function uncertainDigitsChart(
     columns,
     spacing: 24,
     concat: views,
-    resolve: { scale: { color: 'independent' as const } },
-  } as unknown as vl.TopLevelSpec;
+    resolve: { scale: { color: 'independent' } },
+  };
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();

@@ -4,29 +4,10 @@
  * with the posterior predictive.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import '../../src/setup';
-import type { BayesianOptions } from '../../src/layers/bayesian';
-import { serial } from '../../src/layers/combinators';
-import { bayesianConv2d } from '../../src/layers/conv';
-import { flatten, relu } from '../../src/layers/deterministic';
-import { bayesianLinear } from '../../src/layers/linear';
-import { maxPool2d } from '../../src/layers/pooling';
-import type { AnyLayer } from '../../src/layers/types';
-import { adam } from '../../src/optim/optimizers';
-import { cosineDecay } from '../../src/optim/schedules';
-import { split, type Key } from '../../src/params/random';
-import { dispose, type ParamTree } from '../../src/params/tree';
-import {
-  accuracy,
-  categoricalNll,
-  expectedCalibrationError,
-  predictiveEntropy,
-  predictiveProbs,
-} from '../../src/transforms/classification';
-import { elbo } from '../../src/transforms/elbo';
-import { softmaxCrossEntropy } from '../../src/transforms/likelihoods';
-import { fit } from '../../src/transforms/train';
+import { layers, optim, random, transforms, tree, type Key } from 'blitz-ts';
 import { NUM_CLASSES, SIDE, type DigitSet } from './data';
+
+const { serial, bayesianConv2d, bayesianLinear, flatten, maxPool2d, relu } = layers;
 
 /** The widths of `digitsCnn`. */
 export interface DigitsCnnWidths {
@@ -57,8 +38,8 @@ export const DEFAULT_WIDTHS: DigitsCnnWidths = Object.freeze({
  */
 export function digitsCnn(
   widths: DigitsCnnWidths = DEFAULT_WIDTHS,
-  bayesian: BayesianOptions = {},
-): AnyLayer {
+  bayesian: layers.BayesianOptions = {},
+) {
   const [c1, c2] = widths.channels;
   const flat = c2 * (SIDE / 4) * (SIDE / 4);
   return serial(
@@ -132,10 +113,13 @@ export const DEFAULT_TRAINING: DigitsTraining = Object.freeze({
   numSamples: 1,
 });
 
+/** The model `digitsCnn` builds. */
+export type DigitsCnn = ReturnType<typeof digitsCnn>;
+
 /** What `trainDigits` returns: the model and its trained params (the caller's to dispose). */
 export interface TrainedDigits {
-  readonly model: AnyLayer;
-  readonly params: ParamTree;
+  readonly model: DigitsCnn;
+  readonly params: layers.ParamsOf<DigitsCnn>;
   readonly history: readonly number[];
   readonly seconds: number;
 }
@@ -152,26 +136,27 @@ export async function trainDigits(o: {
   /** The network's widths. Default `DEFAULT_WIDTHS`. */
   widths?: DigitsCnnWidths;
   /** Options of every Bayesian layer (priors, initial rho, ...). Default: the layers' defaults. */
-  bayesian?: BayesianOptions;
+  bayesian?: layers.BayesianOptions;
   progress?: boolean;
   onEpoch?: (epoch: number, loss: number) => void;
 }): Promise<TrainedDigits> {
   const s = { ...DEFAULT_TRAINING, ...o.settings };
-  const [kInit, kFit] = split(o.key) as [Key, Key];
+  const [kInit, kFit] = random.split(o.key);
   const model = digitsCnn(o.widths, o.bayesian);
-  const likelihood = softmaxCrossEntropy();
+  const likelihood = transforms.softmaxCrossEntropy();
   const params = {
     model: model.init(kInit, [-1, SIDE, SIDE, 1]).params,
     likelihood: likelihood.init(),
   };
   const x = images(o.train);
   const y = labels(o.train);
+  const onEpoch = o.onEpoch;
   const t0 = performance.now();
   try {
-    const r = await fit({
-      loss: elbo(model, likelihood, { numSamples: s.numSamples }),
-      optimizer: adam({
-        learningRate: cosineDecay({
+    const r = await transforms.fit({
+      loss: transforms.elbo(model, likelihood, { numSamples: s.numSamples }),
+      optimizer: optim.adam({
+        learningRate: optim.cosineDecay({
           initValue: s.learningRate,
           decaySteps: Math.max(1, s.epochs * Math.ceil(o.train.count / s.batchSize)),
         }),
@@ -184,9 +169,10 @@ export async function trainDigits(o: {
       batchSize: s.batchSize,
       klWeight: 1 / o.train.count,
       progress: o.progress ?? false,
-      onEpoch: o.onEpoch ? ({ epoch, loss }) => o.onEpoch?.(epoch, loss) : undefined,
+      onEpoch:
+        onEpoch && ((info: { epoch: number; loss: number }) => onEpoch(info.epoch, info.loss)),
     });
-    dispose(r.optState as unknown as ParamTree);
+    tree.dispose(r.optState);
     return {
       model,
       params: r.params.model,
@@ -197,6 +183,9 @@ export async function trainDigits(o: {
     tf.dispose([x, y]);
   }
 }
+
+/** Posterior samples of the example's test predictive. */
+export const EVAL_SAMPLES = 100;
 
 /** Test metrics of the posterior predictive, and the per-digit predictive and entropy. */
 export interface DigitsEvaluation {
@@ -216,21 +205,24 @@ export function evaluateDigits(
   t: TrainedDigits,
   test: DigitSet,
   key: Key,
-  numSamples = 100,
+  numSamples = EVAL_SAMPLES,
 ): DigitsEvaluation {
   const x = images(test);
   const y = labels(test);
   try {
-    const { probs, sampleProbs } = predictiveProbs(t.model, t.params, x, { key, numSamples });
-    const h = predictiveEntropy(probs);
+    const { probs, sampleProbs } = transforms.predictiveProbs(t.model, t.params, x, {
+      key,
+      numSamples,
+    });
+    const h = transforms.predictiveEntropy(probs);
     const meanLogits = t.model.apply(t.params, x, { mode: 'mean', computeKl: false });
     const out: DigitsEvaluation = {
-      accuracy: accuracy(probs, y),
-      nll: categoricalNll(probs, y),
-      ece: expectedCalibrationError(probs, y, { bins: 15 }),
-      meanAccuracy: accuracy(meanLogits.out, y),
-      probs: (probs.dataSync() as Float32Array).slice(),
-      entropy: (h.dataSync() as Float32Array).slice(),
+      accuracy: transforms.accuracy(probs, y),
+      nll: transforms.categoricalNll(probs, y),
+      ece: transforms.expectedCalibrationError(probs, y, { bins: 15 }),
+      meanAccuracy: transforms.accuracy(meanLogits.out, y),
+      probs: probs.dataSync<'float32'>().slice(),
+      entropy: h.dataSync<'float32'>().slice(),
     };
     tf.dispose([probs, sampleProbs, h, meanLogits.out, meanLogits.kl]);
     return out;

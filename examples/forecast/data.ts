@@ -3,7 +3,7 @@
  * change the model never sees in training (a level shift and a larger amplitude), and the sliding
  * windows the model reads. Browser-safe (no `node:` imports).
  */
-import { normalArray, type Key } from '../../src/params/random';
+import { random, type Key } from 'blitz-ts';
 
 /** The series' settings (one place, so that the example, its test and the plot agree). */
 export const SERIES = Object.freeze({
@@ -40,7 +40,7 @@ export interface Series {
  * multiplied.
  */
 export function seasonalSeries(key: Key, s = SERIES): Series {
-  const noise = normalArray(key, s.length);
+  const noise = random.normalArray(key, s.length);
   const t = Array.from({ length: s.length }, (_, i) => i);
   const y = t.map((i) => {
     const after = i >= s.changeAt;
@@ -48,9 +48,7 @@ export function seasonalSeries(key: Key, s = SERIES): Series {
     const amp = s.amplitude * (after ? s.amplitudeFactor : 1);
     const phase = (2 * Math.PI * i) / s.period;
     return (
-      level +
-      amp * (Math.sin(phase) + 0.4 * Math.sin(2 * phase)) +
-      s.noiseStd * (noise[i] as number)
+      level + amp * (Math.sin(phase) + 0.4 * Math.sin(2 * phase)) + s.noiseStd * (noise[i] ?? NaN)
     );
   });
   return { t, y, trainEnd: s.trainEnd, changeAt: s.changeAt };
@@ -87,11 +85,12 @@ export function windows(
   const x = new Float32Array(at.length * window);
   const y = new Float32Array(at.length);
   const offset = new Float32Array(at.length);
+  const value = (i: number): number => values[i] ?? NaN;
   at.forEach((i, r) => {
     let m = 0;
-    for (let k = 0; k < window; k++) m += (values[i - window + k] as number) / window;
-    for (let k = 0; k < window; k++) x[r * window + k] = (values[i - window + k] as number) - m;
-    y[r] = (values[i] as number) - m;
+    for (let k = 0; k < window; k++) m += value(i - window + k) / window;
+    for (let k = 0; k < window; k++) x[r * window + k] = value(i - window + k) - m;
+    y[r] = value(i) - m;
     offset[r] = m;
   });
   return { x, y, offset, at, n: at.length, window };

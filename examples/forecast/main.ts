@@ -16,37 +16,33 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { useBackend, type BackendName } from '../../src/backend';
-import { key as makeKey, split, type Key } from '../../src/params/random';
+import { random, tree, useBackend } from 'blitz-ts';
+import { backendArg } from '../args';
 import { bandChart } from '../regression/plot';
 import { SERIES, prepare, seasonalSeries } from './data';
-import { forecast, trainForecaster } from './train';
+import {
+  FORECAST_EPOCHS,
+  FORECAST_SETTINGS,
+  forecast,
+  forecastFigures,
+  trainForecaster,
+} from './train';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fmt = (v: number, d = 3): string => v.toFixed(d);
-const mean = (a: readonly number[]): number => a.reduce((u, v) => u + v, 0) / a.length;
-
-/** The example's training settings. */
-export const FORECAST_SETTINGS = Object.freeze({
-  hidden: 16,
-  batchSize: 32,
-  learningRate: 0.01,
-  numSamples: 2,
-  predictSamples: 100,
-});
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
       seed: { type: 'string', default: '0' },
       backend: { type: 'string', default: 'cpu' },
-      epochs: { type: 'string', default: '60' },
+      epochs: { type: 'string', default: String(FORECAST_EPOCHS) },
       out: { type: 'string', default: path.join(here, 'output') },
       quiet: { type: 'boolean', default: false },
     },
   });
   tf.enableProdMode(); // no "install tfjs-node" banner; skips tfjs's debug-only checks
-  const backend = await useBackend(args.backend as BackendName);
+  const backend = await useBackend(backendArg(args.backend));
   const seed = Number(args.seed);
   const epochs = Number(args.epochs);
   if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got ${args.seed}`);
@@ -54,10 +50,11 @@ async function main(): Promise<void> {
     throw new Error(`--epochs must be a positive integer, got ${args.epochs}`);
   }
   const t0 = performance.now();
-  const [kData, kTrain, kPred] = split(makeKey(seed), 3) as [Key, Key, Key];
+  const [kData, kTrain, kPred] = random.split(random.key(seed), 3);
   const series = seasonalSeries(kData);
   // standardised with the training part's statistics; reported in the series' units
-  const { mean: m, std: s, train: tr, test: te } = prepare(series);
+  const prepared = prepare(series);
+  const { train: tr, test: te } = prepared;
   const W = SERIES.window;
   console.log(`blitz-ts forecast demo — backend ${backend}, seed ${seed}\n`);
   console.log(
@@ -77,24 +74,11 @@ async function main(): Promise<void> {
     ...FORECAST_SETTINGS,
   });
   const f = forecast(trained, xt, kPred, FORECAST_SETTINGS.predictSamples);
-  const pm = Array.from(f.mean, (v, r) => (v + (te.offset[r] as number)) * s + m);
-  const epi = Array.from(f.epistemic, (v) => v * s);
-  const tot = Array.from(f.total, (v) => v * s);
-  const obs = te.at.map((i) => series.y[i] as number);
-  const before = te.at.map((i) => i < series.changeAt);
-  const pick = <T>(a: readonly T[], b: boolean) => a.filter((_, i) => before[i] === b);
-  const rmse = (b: boolean) =>
-    Math.sqrt(mean(pick(pm, b).map((v, i) => (v - (pick(obs, b)[i] as number)) ** 2)));
-  const cover = (b: boolean) =>
-    mean(
-      pick(pm, b).map((v, i) =>
-        Math.abs(v - (pick(obs, b)[i] as number)) <= 2 * (pick(tot, b)[i] as number) ? 1 : 0,
-      ),
-    );
+  const { before, after, ...figures } = forecastFigures(series, prepared, f);
   console.log(
     `trained ${trained.history.length} epochs in ${fmt(trained.seconds, 1)} s; final loss ` +
-      `${fmt(trained.history[trained.history.length - 1] as number)}; learned noise std ` +
-      `${fmt(f.noise * s)} (true ${SERIES.noiseStd})\n`,
+      `${fmt(trained.history.at(-1) ?? NaN)}; learned noise std ` +
+      `${fmt(f.noise * prepared.std)} (true ${SERIES.noiseStd})\n`,
   );
   console.log(`one-step-ahead forecasts        before the change   after the change`);
   console.log(
@@ -102,11 +86,11 @@ async function main(): Promise<void> {
   );
   const row = (label: string, a: number, b: number) =>
     console.log(`  ${label.padEnd(30)}${fmt(a).padStart(8)}${fmt(b).padStart(19)}`);
-  row('RMSE', rmse(true), rmse(false));
-  row('mean epistemic std', mean(pick(epi, true)), mean(pick(epi, false)));
-  row('mean total std', mean(pick(tot, true)), mean(pick(tot, false)));
-  row('coverage of mean ± 2 std', cover(true), cover(false));
-  const ratio = mean(pick(epi, false)) / mean(pick(epi, true));
+  row('RMSE', before.rmse, after.rmse);
+  row('mean epistemic std', before.meanEpistemicStd, after.meanEpistemicStd);
+  row('mean total std', before.meanTotalStd, after.meanTotalStd);
+  row('coverage of mean ± 2 std', before.coverage2, after.coverage2);
+  const ratio = after.meanEpistemicStd / before.meanEpistemicStd;
   console.log(`\n  epistemic std after / before the change: ${fmt(ratio, 2)}x`);
   mkdirSync(args.out, { recursive: true });
   const file = path.join(args.out, 'forecast.svg');
@@ -117,16 +101,17 @@ async function main(): Promise<void> {
       xLabel: 'time step',
       yLabel: 'value',
       grid: te.at,
-      mean: pm,
-      std: tot,
+      mean: figures.mean,
+      std: figures.total,
       points: series.t
         .filter((i) => i >= series.trainEnd - 60)
-        .map((i) => ({ x: i, y: series.y[i] as number })),
+        .map((i) => ({ x: i, y: series.y[i] ?? NaN })),
     }),
   );
   console.log(`  plot: ${path.relative(process.cwd(), file)}`);
   console.log(`  total time ${fmt((performance.now() - t0) / 1000, 1)} s`);
-  tf.dispose([x, y, xt, trained.params as unknown as tf.TensorContainer]);
+  tf.dispose([x, y, xt]);
+  tree.dispose(trained.params);
 }
 
 main().catch((err: unknown) => {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { transforms, type Key } from '../../src';
+import { transforms, type Key } from 'blitz-ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -64,25 +64,26 @@ export function diabetes(key: Key, testShare = 0.2): RegressionSplit {
   if (target < 0) throw new Error('diabetes.csv: no target column');
   const order = transforms.permutation(key, t.rows.length);
   const nTest = Math.round(t.rows.length * testShare);
-  const rows = Array.from(order, (i) => t.rows[i] as readonly number[]);
+  const rows = Array.from(order, (i) => t.rows[i] ?? []);
   const test = rows.slice(0, nTest);
   const train = rows.slice(nTest);
   const featureIdx = t.columns.map((_, j) => j).filter((j) => j !== target);
-  const stats = featureIdx.map((j) => meanStd(train.map((r) => r[j] as number)));
+  const cell = (r: readonly number[], j: number): number => r[j] ?? NaN;
+  const stats = featureIdx.map((j) => meanStd(train.map((r) => cell(r, j))));
   const scale = (r: readonly number[]): number[] =>
-    featureIdx.map(
-      (j, k) =>
-        ((r[j] as number) - (stats[k] as [number, number])[0]) / (stats[k] as [number, number])[1],
-    );
-  const [yMean, yStd] = meanStd(train.map((r) => r[target] as number));
+    featureIdx.map((j, k) => {
+      const [m, sd] = stats[k] ?? [NaN, NaN];
+      return (cell(r, j) - m) / sd;
+    });
+  const [yMean, yStd] = meanStd(train.map((r) => cell(r, target)));
   return {
     xTrain: train.map(scale),
-    yTrain: train.map((r) => ((r[target] as number) - yMean) / yStd),
+    yTrain: train.map((r) => (cell(r, target) - yMean) / yStd),
     xTest: test.map(scale),
-    yTest: test.map((r) => ((r[target] as number) - yMean) / yStd),
+    yTest: test.map((r) => (cell(r, target) - yMean) / yStd),
     yMean,
     yStd,
-    featureNames: featureIdx.map((j) => t.columns[j] as string),
+    featureNames: featureIdx.map((j) => t.columns[j] ?? ''),
   };
 }
 

@@ -4,7 +4,7 @@
  *   1. the toy curve of Blundell et al. (2015): the uncertainty band widens away from the data;
  *   2. the diabetes data set: test RMSE, Gaussian NLL, epistemic and total predictive std, and
  *      credible-interval coverage.
- * Writes SVG plots to examples/regression/output/.
+ * Writes SVG plots to examples/regression/output/. The experiments are in experiments.ts.
  *
  *   npm run demo                       # = tsx examples/regression/main.ts
  *   npm run demo -- --seed 3 --backend wasm --epochs 300
@@ -14,11 +14,18 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { random, transforms, useBackend, type BackendName, type Key } from '../../src';
+import { random, useBackend } from 'blitz-ts';
+import { backendArg } from '../args';
 import { diabetes } from './data';
+import {
+  DEMO_EPOCHS,
+  DIABETES_SETTINGS,
+  demoKeys,
+  diabetesExperiment,
+  toyExperiment,
+} from './experiments';
 import { bandChart } from './plot';
-import { TOY_NOISE_STD, TOY_SETTINGS, toyGrid, toyProblem } from './toy';
-import { predict, trainRegression } from './train';
+import { TOY_NOISE_STD, TOY_SETTINGS } from './toy';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -29,69 +36,35 @@ async function main(): Promise<void> {
     options: {
       seed: { type: 'string', default: '0' },
       backend: { type: 'string', default: 'cpu' },
-      epochs: { type: 'string', default: '300' },
+      epochs: { type: 'string', default: String(DEMO_EPOCHS) },
       out: { type: 'string', default: path.join(here, 'output') },
       quiet: { type: 'boolean', default: false },
       only: { type: 'string', default: 'all' },
     },
   });
   tf.enableProdMode(); // no "install tfjs-node" banner; skips tfjs's debug-only checks
-  const backend = await useBackend(args.backend as BackendName);
+  const backend = await useBackend(backendArg(args.backend));
   const seed = Number(args.seed);
   const epochs = Number(args.epochs);
   if (!Number.isInteger(epochs) || epochs < 1)
     throw new Error(`--epochs must be a positive integer, got ${args.epochs}`);
-  const key = random.key(seed);
-  const [kToy, kDiab] = random.split(key) as [Key, Key];
+  const keys = demoKeys(random.key(seed));
   const progress = !args.quiet && Boolean(process.stderr.isTTY);
   mkdirSync(args.out, { recursive: true });
   console.log(`blitz-ts regression demo — backend ${backend}, seed ${seed}\n`);
 
   // 1. The toy curve: train on [0, 0.5], predict on [-0.2, 1.2].
   if (args.only !== 'diabetes') {
-    const [kData, kTrain, kPred] = random.split(kToy, 3) as [Key, Key, Key];
-    const toy = toyProblem(kData, TOY_SETTINGS.points);
-    const data = toy.raw;
-    // Standardise inputs and targets (the network sees unit scales); report in original units.
-    const { xMean: xm, xStd: xs, yMean: ym, yStd: ys } = toy;
-    const x = tf.tensor2d(toy.x, [toy.x.length, 1]);
-    const y = tf.tensor2d(toy.y, [toy.y.length, 1]);
     console.log(
       `1) toy curve of Blundell et al. (2015), ${TOY_SETTINGS.points} points with x in [0, 0.5]`,
     );
-    const t = await trainRegression({
-      key: kTrain,
-      x,
-      y,
-      hidden: TOY_SETTINGS.hidden,
-      epochs,
-      batchSize: TOY_SETTINGS.batchSize,
-      learningRate: TOY_SETTINGS.learningRate,
-      numSamples: TOY_SETTINGS.numSamples,
-      progress,
-    });
-    const gx = toyGrid();
-    const grid = tf.tensor2d(
-      gx.map((v) => (v - xm) / xs),
-      [gx.length, 1],
-    );
-    const p = predict(t, grid, kPred);
-    const m = Array.from(p.mean.dataSync()).map((v) => v * ys + ym);
-    const s = Array.from(p.total.dataSync()).map((v) => v * ys);
-    const e = Array.from(p.epistemic.dataSync()).map((v) => v * ys);
-    const inside = gx
-      .map((v, i) => (v >= 0 && v <= 0.5 ? (e[i] as number) : NaN))
-      .filter((v) => !Number.isNaN(v));
-    const outside = gx
-      .map((v, i) => (v > 0.8 ? (e[i] as number) : NaN))
-      .filter((v) => !Number.isNaN(v));
-    const avg = (a: number[]) => a.reduce((u, v) => u + v, 0) / a.length;
+    const r = await toyExperiment(keys.toy, { epochs, progress });
     console.log(
-      `   trained ${t.history.length} epochs in ${fmt(t.seconds, 1)} s; final loss ${fmt(t.history[t.history.length - 1] as number)}; ` +
-        `learned noise std ${fmt(p.noise * ys)} (true ${fmt(TOY_NOISE_STD)})`,
+      `   trained ${r.training.epochs} epochs in ${fmt(r.training.seconds, 1)} s; final loss ${fmt(r.training.finalLoss)}; ` +
+        `learned noise std ${fmt(r.noiseStd)} (true ${fmt(TOY_NOISE_STD)})`,
     );
     console.log(
-      `   epistemic std: ${fmt(avg(inside))} inside the data (x in [0, 0.5]), ${fmt(avg(outside))} far outside (x > 0.8)`,
+      `   epistemic std: ${fmt(r.epistemicInside)} inside the data (x in [0, 0.5]), ${fmt(r.epistemicOutside)} far outside (x > 0.8)`,
     );
     const file = path.join(args.out, 'toy-curve.svg');
     writeFileSync(
@@ -100,71 +73,34 @@ async function main(): Promise<void> {
         title: 'Bayes by Backprop on the toy curve: predictive mean, ±1 and ±2 std (total)',
         xLabel: 'x',
         yLabel: 'y',
-        grid: gx,
-        mean: m,
-        std: s,
-        points: data.x.map((xv, i) => ({ x: xv, y: data.y[i] as number })),
+        grid: r.grid,
+        mean: r.mean,
+        std: r.std,
+        points: r.points,
       }),
     );
     console.log(`   plot: ${path.relative(process.cwd(), file)}\n`);
-    tf.dispose([
-      x,
-      y,
-      grid,
-      p.mean,
-      p.epistemic,
-      p.total,
-      t.params as unknown as tf.TensorContainer,
-    ]);
   }
 
   // 2. Diabetes: report test metrics in the target's units.
   if (args.only !== 'toy') {
-    const [kSplit, kTrain, kPred] = random.split(kDiab, 3) as [Key, Key, Key];
-    const d = diabetes(kSplit, 0.2);
+    const d = diabetes(keys.diabetes.split, DIABETES_SETTINGS.testShare);
     console.log(
       `2) diabetes: ${d.xTrain.length} train / ${d.xTest.length} test patients, ${d.featureNames.length} features`,
     );
-    const x = tf.tensor2d(d.xTrain);
-    const y = tf.tensor2d(d.yTrain, [d.yTrain.length, 1]);
-    const xt = tf.tensor2d(d.xTest);
-    const yt = tf.tensor2d(d.yTest, [d.yTest.length, 1]);
-    const t = await trainRegression({
-      key: kTrain,
-      x,
-      y,
-      hidden: [32],
-      epochs,
-      batchSize: 64,
-      learningRate: 0.01,
-      numSamples: 2,
-      progress,
-    });
-    const p = predict(t, xt, kPred);
-    const toUnits = (u: tf.Tensor) => tf.tidy(() => tf.add(tf.mul(u, d.yStd), d.yMean));
-    const [mU, yU, sU, eU] = [
-      toUnits(p.mean),
-      toUnits(yt),
-      tf.mul(p.total, d.yStd),
-      tf.mul(p.epistemic, d.yStd),
-    ];
-    const rmse = transforms.rmse(mU, yU);
-    const nll = transforms.gaussianPredictiveNll(mU, sU, yU);
-    const c2 = transforms.coverage(mU, sU, yU, 2);
-    const c1 = transforms.coverage(mU, sU, yU, 1);
-    const meanOf = (u: tf.Tensor) => tf.tidy(() => tf.mean(u).dataSync()[0] as number);
-    const baseline = Math.sqrt(d.yTest.reduce((a, v) => a + v * v, 0) / d.yTest.length) * d.yStd;
+    const r = await diabetesExperiment(d, keys.diabetes, { epochs, progress });
+    const { coverage2: c2, coverage1: c1 } = r;
     console.log(
-      `   trained ${t.history.length} epochs in ${fmt(t.seconds, 1)} s; final loss ${fmt(t.history[t.history.length - 1] as number)}`,
+      `   trained ${r.training.epochs} epochs in ${fmt(r.training.seconds, 1)} s; final loss ${fmt(r.training.finalLoss)}`,
     );
     console.log('   test metrics (target units):');
     console.log(
-      `     RMSE                       ${fmt(rmse, 2)}   (predicting the training mean: ${fmt(baseline, 2)})`,
+      `     RMSE                       ${fmt(r.rmse, 2)}   (predicting the training mean: ${fmt(r.baselineRmse, 2)})`,
     );
-    console.log(`     Gaussian NLL               ${fmt(nll)} nats per patient`);
-    console.log(`     mean epistemic std         ${fmt(meanOf(eU), 2)}`);
+    console.log(`     Gaussian NLL               ${fmt(r.nll)} nats per patient`);
+    console.log(`     mean epistemic std         ${fmt(r.meanEpistemicStd, 2)}`);
     console.log(
-      `     mean total std             ${fmt(meanOf(sU), 2)}   (learned noise std ${fmt(p.noise * d.yStd, 2)})`,
+      `     mean total std             ${fmt(r.meanTotalStd, 2)}   (learned noise std ${fmt(r.noiseStd, 2)})`,
     );
     console.log(
       `     coverage of mean ± 2 std   ${fmt(c2.inside)}   (below ${fmt(c2.below)}, above ${fmt(c2.above)}; Gaussian: 0.954)`,
@@ -172,11 +108,7 @@ async function main(): Promise<void> {
     console.log(
       `     coverage of mean ± 1 std   ${fmt(c1.inside)}   (below ${fmt(c1.below)}, above ${fmt(c1.above)}; Gaussian: 0.683)`,
     );
-    // Plot the test patients sorted by predicted mean, with their bands and true targets.
-    const mArr = Array.from(mU.dataSync());
-    const order = mArr.map((_, i) => i).sort((a, b) => (mArr[a] as number) - (mArr[b] as number));
-    const sArr = Array.from(sU.dataSync());
-    const yArr = Array.from(yU.dataSync());
+    // The test patients sorted by predicted mean, with their bands and true targets.
     const file = path.join(args.out, 'diabetes.svg');
     writeFileSync(
       file,
@@ -184,27 +116,13 @@ async function main(): Promise<void> {
         title: `Diabetes test patients sorted by prediction: mean, ±1/±2 std; ${fmt(c2.inside * 100, 1)}% of targets inside ±2 std`,
         xLabel: 'test patient (rank of predicted progression)',
         yLabel: 'disease progression',
-        grid: order.map((_, r) => r),
-        mean: order.map((i) => mArr[i] as number),
-        std: order.map((i) => sArr[i] as number),
-        points: order.map((i, r) => ({ x: r, y: yArr[i] as number })),
+        grid: r.sorted.mean.map((_, rank) => rank),
+        mean: r.sorted.mean,
+        std: r.sorted.std,
+        points: r.sorted.target.map((y, rank) => ({ x: rank, y })),
       }),
     );
     console.log(`   plot: ${path.relative(process.cwd(), file)}`);
-    tf.dispose([
-      x,
-      y,
-      xt,
-      yt,
-      p.mean,
-      p.epistemic,
-      p.total,
-      mU,
-      yU,
-      sU,
-      eU,
-      t.params as unknown as tf.TensorContainer,
-    ]);
   }
 }
 

@@ -16,8 +16,8 @@ export interface BandChart {
 /** `bandChart(data) -> Promise<svg>`: observed points, the mean line and the ±1 / ±2 std bands. */
 export async function bandChart(d: BandChart): Promise<string> {
   const band = d.grid.map((x, i) => {
-    const m = d.mean[i] as number;
-    const s = d.std[i] as number;
+    const m = d.mean[i] ?? NaN;
+    const s = d.std[i] ?? NaN;
     return { x, mean: m, lo2: m - 2 * s, hi2: m + 2 * s, lo1: m - s, hi1: m + s };
   });
   const x = { field: 'x', type: 'quantitative' as const, title: d.xLabel };

@@ -3,7 +3,7 @@
  * Browser-safe (no `node:` imports): the browser demo (examples/browser) and the backend
  * benchmark use it as well as examples/regression/main.ts.
  */
-import { random, type Key } from '../../src';
+import { random, type Key } from 'blitz-ts';
 
 /** The standard deviation of the toy curve's noise. */
 export const TOY_NOISE_STD = 0.02;
@@ -15,13 +15,13 @@ export const TOY_NOISE_STD = 0.02;
  * deviation of 0.02, which matches its figure).
  */
 export function toyCurve(key: Key, n: number): { x: number[]; y: number[] } {
-  const [kx, ke] = random.split(key) as [Key, Key];
+  const [kx, ke] = random.split(key);
   const u = random.uniformArray(kx, n, 0, 0.5);
   const e = random.normalArray(ke, n);
   const sd = TOY_NOISE_STD;
   const x = Array.from(u);
   const y = x.map((xi, i) => {
-    const eps = (e[i] as number) * sd;
+    const eps = (e[i] ?? NaN) * sd;
     return (
       xi + 0.3 * Math.sin(2 * Math.PI * (xi + eps)) + 0.3 * Math.sin(4 * Math.PI * (xi + eps)) + eps
     );
@@ -32,7 +32,7 @@ export function toyCurve(key: Key, n: number): { x: number[]; y: number[] } {
 /** How the regression example trains on the toy curve (examples/regression/main.ts, step 1). */
 export const TOY_SETTINGS = Object.freeze({
   points: 512,
-  hidden: Object.freeze([64]) as readonly number[],
+  hidden: Object.freeze([64]),
   batchSize: 128,
   learningRate: 0.01,
   numSamples: 2,

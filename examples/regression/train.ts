@@ -4,13 +4,14 @@
  * (examples/browser) trains with it too.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { layers, optim, random, transforms, type Key, type ParamTree } from '../../src';
+import { layers, optim, random, transforms, tree, type Key } from 'blitz-ts';
 
 const { serial, bayesianLinear, relu } = layers;
 
 /** A Bayesian MLP `in -> hidden -> hidden? -> 1` with the reference's defaults. */
-export function bayesianMlp(inFeatures: number, hidden: readonly number[]): layers.AnyLayer {
-  const parts: Record<string, layers.AnyLayer> = {};
+export function bayesianMlp(inFeatures: number, hidden: readonly number[]) {
+  // as many hidden layers as `hidden` has widths: hidden1, act1, hidden2, act2, ..., out
+  const parts: Record<string, layers.BayesianLinearLayer | layers.Layer<layers.EmptyParams>> = {};
   let width = inFeatures;
   hidden.forEach((h, i) => {
     parts[`hidden${i + 1}`] = bayesianLinear({
@@ -25,18 +26,20 @@ export function bayesianMlp(inFeatures: number, hidden: readonly number[]): laye
   return serial(parts, { name: 'mlp' });
 }
 
+/** The model `bayesianMlp` builds. */
+export type Mlp = ReturnType<typeof bayesianMlp>;
+
 /** The parameters `trainRegression` trains: the model's and the likelihood's (learned noise). */
-// a type alias, not an interface: it must be assignable to ParamTree's index signature
 export type RegressionParams = {
-  model: ParamTree;
-  likelihood: transforms.GaussianNoiseParams;
+  readonly model: layers.ParamsOf<Mlp>;
+  readonly likelihood: transforms.GaussianNoiseParams;
 };
 
 /** What `trainRegression` returns: trained params (caller disposes) and the loss history. */
 export interface Trained {
-  readonly model: layers.AnyLayer;
+  readonly model: Mlp;
   readonly params: RegressionParams;
-  readonly likelihood: transforms.Likelihood<transforms.GaussianNoiseParams>;
+  readonly likelihood: transforms.NoisyLikelihood<transforms.GaussianNoiseParams>;
   readonly history: readonly number[];
   readonly seconds: number;
 }
@@ -61,10 +64,10 @@ export async function trainRegression(o: {
     trained: Pick<Trained, 'model' | 'likelihood'>,
   ) => void | boolean | Promise<void | boolean>;
 }): Promise<Trained> {
-  const [kInit, kFit] = random.split(o.key) as [Key, Key];
+  const [kInit, kFit] = random.split(o.key);
   const model = bayesianMlp(o.x.shape[1], o.hidden);
   const likelihood = transforms.gaussianNll({ initStd: 0.5 });
-  const params: RegressionParams = {
+  const params = {
     model: model.init(kInit, [-1, o.x.shape[1]]).params,
     likelihood: likelihood.init(),
   };
@@ -79,16 +82,16 @@ export async function trainRegression(o: {
     key: kFit,
     epochs: o.epochs,
     batchSize: o.batchSize,
-    klWeight: 1 / (o.x.shape[0] as number),
+    klWeight: 1 / o.x.shape[0],
     progress: o.progress,
     onEpoch:
       onEpoch &&
       ((info: transforms.EpochInfo<RegressionParams>) => onEpoch(info, { model, likelihood })),
   });
-  tf.dispose(r.optState as unknown as tf.TensorContainer);
+  tree.dispose(r.optState);
   return {
     model,
-    params: r.params as Trained['params'],
+    params: r.params,
     likelihood,
     history: r.history,
     seconds: (performance.now() - t0) / 1000,
@@ -104,14 +107,12 @@ export function predict(
 ) {
   return tf.tidy(() => {
     const { mean, std } = transforms.predictive(t.model, t.params.model, x, { key, numSamples });
-    const noise = (t.likelihood.noiseStd as NonNullable<typeof t.likelihood.noiseStd>)(
-      t.params.likelihood,
-    );
+    const noise = t.likelihood.noiseStd(t.params.likelihood);
     return {
       mean,
       epistemic: std,
       total: transforms.totalStd(std, noise),
-      noise: noise.dataSync()[0] as number,
+      noise: noise.arraySync(),
     };
   });
 }

@@ -5,7 +5,9 @@
  * left-padded with token 0. The out-of-distribution set is made of tokens the model never saw in
  * training (an unseen range of the vocabulary), so it contains no motif at all. Browser-safe.
  */
-import { foldIn, uniformArray, type Key } from '../../src/params/random';
+import { random, type Key } from 'blitz-ts';
+
+const { foldIn, uniformArray } = random;
 
 /** The task's settings (one place, so that the example and its test agree). */
 export const TASK = Object.freeze({
@@ -51,7 +53,7 @@ function stream(k: Key): () => number {
       buf = uniformArray(foldIn(k, block), 256);
       i = 0;
     }
-    return buf[i++] as number;
+    return buf[i++] ?? NaN;
   };
 }
 
@@ -76,7 +78,7 @@ function inDistribution(
   const y = new Int32Array(n);
   for (let r = 0; r < n; r++) {
     const label = r % TASK.numClasses;
-    const motif = motifs[label] as readonly number[];
+    const motif = motifs[label] ?? [];
     let seq: number[];
     // filler tokens with the motif at a random place; redrawn if another motif appears too
     do {

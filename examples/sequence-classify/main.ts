@@ -15,49 +15,38 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { useBackend, type BackendName } from '../../src/backend';
-import { key as makeKey, split, type Key } from '../../src/params/random';
+import { random, tree, useBackend } from 'blitz-ts';
+import { backendArg } from '../args';
 import { TASK, tokenTask } from './data';
 import { entropyHistogram } from './plot';
-import { predictClasses, trainClassifier, type Cell } from './train';
+import { CLASSIFY_SETTINGS, evaluateClassifier, trainClassifier } from './train';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fmt = (v: number, d = 3): string => v.toFixed(d);
-const mean = (a: ArrayLike<number>): number => Array.from(a).reduce((u, v) => u + v, 0) / a.length;
-
-/** The example's settings. */
-export const CLASSIFY_SETTINGS = Object.freeze({
-  embeddingDim: 8,
-  hidden: 16,
-  batchSize: 64,
-  learningRate: 0.02,
-  numSamples: 2,
-  predictSamples: 50,
-});
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
       seed: { type: 'string', default: '0' },
       backend: { type: 'string', default: 'cpu' },
-      epochs: { type: 'string', default: '15' },
+      epochs: { type: 'string', default: String(CLASSIFY_SETTINGS.epochs) },
       cell: { type: 'string', default: 'lstm' },
       out: { type: 'string', default: path.join(here, 'output') },
       quiet: { type: 'boolean', default: false },
     },
   });
   tf.enableProdMode(); // no "install tfjs-node" banner; skips tfjs's debug-only checks
-  const backend = await useBackend(args.backend as BackendName);
+  const backend = await useBackend(backendArg(args.backend));
   const seed = Number(args.seed);
   const epochs = Number(args.epochs);
-  const cell = args.cell as Cell;
+  const cell = args.cell;
   if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got ${args.seed}`);
   if (!Number.isInteger(epochs) || epochs < 1) {
     throw new Error(`--epochs must be a positive integer, got ${args.epochs}`);
   }
   if (cell !== 'lstm' && cell !== 'gru') throw new Error(`--cell must be lstm or gru, got ${cell}`);
   const t0 = performance.now();
-  const [kData, kTrain, kPred] = split(makeKey(seed), 3) as [Key, Key, Key];
+  const [kData, kTrain, kPred] = random.split(random.key(seed), 3);
   const task = tokenTask(kData);
   const L = TASK.length;
   console.log(
@@ -90,32 +79,20 @@ async function main(): Promise<void> {
     numSamples: CLASSIFY_SETTINGS.numSamples,
     progress: !args.quiet && Boolean(process.stderr.isTTY),
   });
-  const [kTest, kOod] = split(kPred) as [Key, Key];
-  const xt = tf.tensor2d(task.test.x, [task.test.n, L], 'int32');
-  const xo = tf.tensor2d(task.ood.x, [task.ood.n, L], 'int32');
-  const S = CLASSIFY_SETTINGS.predictSamples;
-  const pt = predictClasses(trained, xt, kTest, S);
-  const po = predictClasses(trained, xo, kOod, S);
+  const ev = evaluateClassifier(trained, task, kPred, CLASSIFY_SETTINGS.predictSamples);
   const K = TASK.numClasses;
-  let correct = 0;
-  for (let r = 0; r < task.test.n; r++) {
-    const row = Array.from(pt.probs.subarray(r * K, (r + 1) * K));
-    if (row.indexOf(Math.max(...row)) === task.test.y[r]) correct += 1;
-  }
   const maxEntropy = Math.log(K);
   console.log(
     `\ntrained ${trained.history.length} epochs in ${fmt(trained.seconds, 1)} s; final loss ` +
-      `${fmt(trained.history[trained.history.length - 1] as number)}\n`,
+      `${fmt(trained.history.at(-1) ?? NaN)}\n`,
   );
   console.log(`                                    in-distribution   out-of-distribution`);
+  console.log(`  test accuracy                     ${fmt(ev.accuracy).padStart(8)}          -`);
   console.log(
-    `  test accuracy                     ${fmt(correct / task.test.n).padStart(8)}          -`,
+    `  mean predictive entropy (nats)    ${fmt(ev.entropy.test).padStart(8)}   ${fmt(ev.entropy.ood).padStart(12)}   (max log ${K} = ${fmt(maxEntropy)})`,
   );
   console.log(
-    `  mean predictive entropy (nats)    ${fmt(mean(pt.entropy)).padStart(8)}   ${fmt(mean(po.entropy)).padStart(12)}   (max log ${K} = ${fmt(maxEntropy)})`,
-  );
-  console.log(
-    `  mean mutual information (nats)    ${fmt(mean(pt.mutualInfo)).padStart(8)}   ${fmt(mean(po.mutualInfo)).padStart(12)}`,
+    `  mean mutual information (nats)    ${fmt(ev.mutualInfo.test).padStart(8)}   ${fmt(ev.mutualInfo.ood).padStart(12)}`,
   );
   mkdirSync(args.out, { recursive: true });
   const file = path.join(args.out, `entropy-${cell}.svg`);
@@ -124,15 +101,16 @@ async function main(): Promise<void> {
     await entropyHistogram({
       title: `Bayesian ${cell.toUpperCase()}: predictive entropy on test sequences vs sequences of unseen tokens`,
       groups: {
-        'in-distribution': Array.from(pt.entropy),
-        'unseen tokens (OOD)': Array.from(po.entropy),
+        'in-distribution': Array.from(ev.test.entropy),
+        'unseen tokens (OOD)': Array.from(ev.ood.entropy),
       },
       maxEntropy,
     }),
   );
   console.log(`\n  plot: ${path.relative(process.cwd(), file)}`);
   console.log(`  total time ${fmt((performance.now() - t0) / 1000, 1)} s`);
-  tf.dispose([x, y, xt, xo, trained.params as unknown as tf.TensorContainer]);
+  tf.dispose([x, y]);
+  tree.dispose(trained.params);
 }
 
 main().catch((err: unknown) => {

@@ -5,17 +5,22 @@
  * Browser-safe (no `node:` imports).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { serial } from '../../src/layers/combinators';
-import { bayesianEmbedding } from '../../src/layers/embedding';
-import { bayesianLinear } from '../../src/layers/linear';
-import { bayesianGRU, bayesianLSTM, lastTimeStep } from '../../src/layers/rnn';
-import type { AnyLayer } from '../../src/layers/types';
-import { adam } from '../../src/optim/optimizers';
-import { split, type Key } from '../../src/params/random';
-import type { ParamTree } from '../../src/params/tree';
-import { elbo, vmapSamples } from '../../src/transforms/elbo';
-import { softmaxCrossEntropy } from '../../src/transforms/likelihoods';
-import { fit } from '../../src/transforms/train';
+import { layers, optim, random, transforms, tree, type Key } from 'blitz-ts';
+import { TASK, type TokenTask } from './data';
+
+const { serial, bayesianEmbedding, bayesianLSTM, bayesianGRU, lastTimeStep, bayesianLinear } =
+  layers;
+
+/** The example's settings. */
+export const CLASSIFY_SETTINGS = Object.freeze({
+  epochs: 15,
+  embeddingDim: 8,
+  hidden: 16,
+  batchSize: 64,
+  learningRate: 0.02,
+  numSamples: 2,
+  predictSamples: 50,
+});
 
 /** The recurrent cell of the classifier. */
 export type Cell = 'lstm' | 'gru';
@@ -29,7 +34,7 @@ export interface ClassifierSizes {
 }
 
 /** `embedding -> LSTM/GRU -> last step -> linear`: logits `[batch, numClasses]`. */
-export function classifier(cell: Cell, s: ClassifierSizes): AnyLayer {
+export function classifier(cell: Cell, s: ClassifierSizes) {
   const rnnOpts = { inFeatures: s.embeddingDim, outFeatures: s.hidden, name: 'rnn' };
   return serial(
     {
@@ -49,10 +54,13 @@ export function classifier(cell: Cell, s: ClassifierSizes): AnyLayer {
   );
 }
 
+/** The model `classifier` builds. */
+export type Classifier = ReturnType<typeof classifier>;
+
 /** What `trainClassifier` returns; the caller disposes `params`. */
 export interface TrainedClassifier {
-  readonly model: AnyLayer;
-  readonly params: ParamTree;
+  readonly model: Classifier;
+  readonly params: layers.ParamsOf<Classifier>;
   readonly history: readonly number[];
   readonly seconds: number;
 }
@@ -70,27 +78,27 @@ export async function trainClassifier(o: {
   numSamples: number;
   progress?: boolean;
 }): Promise<TrainedClassifier> {
-  const [kInit, kFit] = split(o.key) as [Key, Key];
+  const [kInit, kFit] = random.split(o.key);
   const model = classifier(o.cell, o.sizes);
-  const likelihood = softmaxCrossEntropy();
+  const likelihood = transforms.softmaxCrossEntropy();
   const params = {
     model: model.init(kInit, [-1, o.x.shape[1]]).params,
     likelihood: likelihood.init(),
   };
   const t0 = performance.now();
-  const r = await fit({
-    loss: elbo(model, likelihood, { numSamples: o.numSamples }),
-    optimizer: adam({ learningRate: o.learningRate }),
+  const r = await transforms.fit({
+    loss: transforms.elbo(model, likelihood, { numSamples: o.numSamples }),
+    optimizer: optim.adam({ learningRate: o.learningRate }),
     params,
     x: o.x,
     y: o.y,
     key: kFit,
     epochs: o.epochs,
     batchSize: o.batchSize,
-    klWeight: 1 / (o.x.shape[0] as number),
+    klWeight: 1 / o.x.shape[0],
     progress: o.progress,
   });
-  tf.dispose(r.optState as unknown as tf.TensorContainer);
+  tree.dispose(r.optState);
   return {
     model,
     params: r.params.model,
@@ -117,16 +125,64 @@ export function predictClasses(
   numSamples = 50,
 ): ClassPrediction {
   return tf.tidy(() => {
-    const { out } = vmapSamples(t.model, numSamples)(t.params, x, { key, computeKl: false });
+    const { out } = transforms.vmapSamples(t.model, numSamples)(t.params, x, {
+      key,
+      computeKl: false,
+    });
     const p = tf.softmax(out); // [S, n, K]
     const mean = tf.mean(p, 0);
     const h = (q: tf.Tensor) => tf.neg(tf.sum(tf.mul(q, tf.log(tf.maximum(q, 1e-12))), -1));
     const entropy = h(mean);
     const expected = tf.mean(h(p), 0);
     return {
-      probs: mean.dataSync() as Float32Array,
-      entropy: entropy.dataSync() as Float32Array,
-      mutualInfo: tf.sub(entropy, expected).dataSync() as Float32Array,
+      probs: mean.dataSync<'float32'>(),
+      entropy: entropy.dataSync<'float32'>(),
+      mutualInfo: tf.sub(entropy, expected).dataSync<'float32'>(),
     };
   });
+}
+
+/** What the example reports: test accuracy, and mean entropy and mutual information (nats). */
+export interface ClassifierEvaluation {
+  readonly accuracy: number;
+  /** Mean predictive entropy on the test set and on the out-of-distribution set. */
+  readonly entropy: { readonly test: number; readonly ood: number };
+  /** Mean mutual information (the epistemic part of the entropy), test and OOD. */
+  readonly mutualInfo: { readonly test: number; readonly ood: number };
+  readonly test: ClassPrediction;
+  readonly ood: ClassPrediction;
+}
+
+const mean = (a: ArrayLike<number>): number => Array.from(a).reduce((u, v) => u + v, 0) / a.length;
+
+/**
+ * `evaluateClassifier(t, task, key, S) -> ClassifierEvaluation`: the posterior predictive over
+ * `S` samples on the task's test set (first half of `key`) and OOD set (second half).
+ */
+export function evaluateClassifier(
+  t: Pick<TrainedClassifier, 'model' | 'params'>,
+  task: TokenTask,
+  key: Key,
+  numSamples = CLASSIFY_SETTINGS.predictSamples,
+): ClassifierEvaluation {
+  const [kTest, kOod] = random.split(key);
+  const L = TASK.length;
+  const K = TASK.numClasses;
+  const xt = tf.tensor2d(task.test.x, [task.test.n, L], 'int32');
+  const xo = tf.tensor2d(task.ood.x, [task.ood.n, L], 'int32');
+  const pt = predictClasses(t, xt, kTest, numSamples);
+  const po = predictClasses(t, xo, kOod, numSamples);
+  tf.dispose([xt, xo]);
+  let correct = 0;
+  task.test.y.forEach((label, r) => {
+    const row = Array.from(pt.probs.subarray(r * K, (r + 1) * K));
+    if (row.indexOf(Math.max(...row)) === label) correct += 1;
+  });
+  return {
+    accuracy: correct / task.test.n,
+    entropy: { test: mean(pt.entropy), ood: mean(po.entropy) },
+    mutualInfo: { test: mean(pt.mutualInfo), ood: mean(po.mutualInfo) },
+    test: pt,
+    ood: po,
+  };
 }
