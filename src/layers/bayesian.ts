@@ -29,7 +29,7 @@ import {
   positive,
   validate,
 } from '../validation';
-import { ConfigError, MissingKeyError, ParamError, ShapeError, fmtShape } from '../errors';
+import { ConfigError, MissingKeyError, ParamError, ShapeError, fmtShape, show } from '../errors';
 import { perSample, zeroKl, type BatchCtx, type BatchRule } from './batching';
 import type { Applied, ApplyCtx, Layer, NoiseFn, Shape } from './types';
 
@@ -631,6 +631,24 @@ export function bayesianLayer<
   const decls = Object.entries(spec.weights).filter(
     (e): e is [string, WeightDecl] => e[1] !== undefined,
   );
+  // the declarations themselves (a layer author's mistakes): distinct keys, real shapes
+  const indices = decls.map(([, d]) => d.index);
+  validate(`${where} (its weight declarations)`, [
+    ...decls.map(([k, d]) =>
+      check(
+        Number.isInteger(d.index) &&
+          d.index >= 0 &&
+          indices.indexOf(d.index) === indices.lastIndexOf(d.index),
+        `weight '${k}': index must be a non-negative integer used by no other weight (it picks the weight's keys), got ${show(d.index)}`,
+      ),
+    ),
+    ...decls.map(([k, d]) =>
+      check(
+        Array.isArray(d.shape) && d.shape.every((n) => Number.isInteger(n) && n >= 1),
+        `weight '${k}': shape must be positive integers, got ${show(d.shape)}`,
+      ),
+    ),
+  ]);
   const { forward, checkInput } = spec;
 
   const checked = (params: P, path: string): P =>

@@ -271,6 +271,29 @@ describe('bayesianLayer: a Bayesian bilinear layer written with the builder', ()
   });
 });
 
+describe('bayesianLayer: the weight declarations are checked', () => {
+  it('rejects a fold-in index used twice and a bad shape, naming the weights', () => {
+    let e: unknown;
+    try {
+      layers.bayesianLayer({
+        kind: 'twoWeights',
+        options: {},
+        weights: { a: { shape: [2], index: 0 }, b: { shape: [2, 0], index: 0 } },
+        outputShape: (s: Shape) => s,
+        forward: (w, x: tf.Tensor) => tf.add(x, tf.add(w.a, tf.sum(w.b))),
+      });
+    } catch (err) {
+      e = err;
+    }
+    expect(e).toBeInstanceOf(layers.ConfigError);
+    const text = (e as layers.ConfigError).message;
+    expect(text).toMatch(/twoWeights 'twoWeights' \(its weight declarations\)/);
+    expect(text).toMatch(/weight 'a': index must be .* used by no other weight/);
+    expect(text).toMatch(/weight 'b': index/);
+    expect(text).toMatch(/weight 'b': shape must be positive integers, got \[2, 0\]/);
+  });
+});
+
 describe('deterministicLayer', () => {
   it('gives a parameter-free layer the whole contract: {} params, KL 0, a batch rule', () => {
     const square = layers.deterministicLayer({
