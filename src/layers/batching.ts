@@ -24,6 +24,12 @@ export interface BatchCtx extends Omit<ApplyCtx, 'key' | 'sample'> {
   readonly numSamples: number;
   /** Whether the input has the leading sample axis `[S, ...]`. */
   readonly batched: boolean;
+  /**
+   * The global index of the first of these samples (default 0): a pass over samples
+   * `[first, first + S)` (e.g. one chunk of `predictive`); `ctx.noise` is asked for sample
+   * `first + s`.
+   */
+  readonly firstSample?: number;
 }
 
 /** The output, the per-sample KL `[S]` and whether `out` has the leading sample axis. */
@@ -147,7 +153,7 @@ export function loopBatched<P extends ParamTree, In, Out>(
 ): AppliedBatched<Out> {
   return tidy(() => {
     const S = ctx.numSamples;
-    const { keys, numSamples: _n, batched: _b, ...rest } = ctx;
+    const { keys, numSamples: _n, batched: _b, firstSample = 0, ...rest } = ctx;
     const xs = ctx.batched ? (unstackSamples(x, S) as In[]) : undefined;
     const outs: Out[] = [];
     const kls: tf.Scalar[] = [];
@@ -155,7 +161,7 @@ export function loopBatched<P extends ParamTree, In, Out>(
       const r: Applied<Out> = layer.apply(params, xs ? (xs[s] as In) : x, {
         ...rest,
         key: keys?.[s],
-        sample: s,
+        sample: firstSample + s,
       });
       outs.push(r.out);
       kls.push(r.kl);

@@ -391,13 +391,16 @@ export function sampleWeightBatched(
   noise?: NoiseFn,
   computeKl = true,
   kl: KlSelection = true,
+  firstSample = 0,
 ): { w: tf.Tensor; kl: tf.Tensor1D } {
   return tidy(() => {
     const shape = post.mu.shape;
     const S = numSamples;
     const n = post.mu.size;
     const rs = rowSelection(shape, kl);
-    const given = noise ? Array.from({ length: S }, (_, s) => noise(path, shape, s)) : undefined;
+    const given = noise
+      ? Array.from({ length: S }, (_, s) => noise(path, shape, firstSample + s))
+      : undefined;
     let eps: tf.Tensor;
     let sumEps2: tf.Tensor1D;
     if (given === undefined || given.every((e) => e === undefined)) {
@@ -715,6 +718,7 @@ export function bayesianLayer<
           ctx.noise,
           withKl,
           d.kl ?? true,
+          ctx.firstSample ?? 0,
         );
         weights[k] = s.w;
         if (d.kl !== false) kls.push(s.kl);

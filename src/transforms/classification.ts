@@ -10,7 +10,7 @@ import { isKey, type Key } from '../params/random';
 import { MissingKeyError, ShapeError, fmtShape } from '../errors';
 import { positiveInt, validate } from '../validation';
 import type { AnyLayer, InputOf, ParamsOf } from '../layers/types';
-import { loopSamples, vmapSamples, type SamplesCtx } from './elbo';
+import { DEFAULT_SAMPLES_PER_PASS, loopSamples, samplesInPasses, type SamplesCtx } from './elbo';
 
 /** Integer class labels: a tensor `[B]` (int32 or float32 holding integers) or plain numbers. */
 export type Labels = tf.Tensor | readonly number[];
@@ -202,8 +202,10 @@ export interface PredictiveProbsOptions {
   readonly key: Key;
   /** Posterior samples. Default 10. */
   readonly numSamples?: number;
-  /** `'vmap'` (default): one batched pass; `'loop'`: one `apply` per sample. Same result. */
+  /** `'vmap'` (default): batched passes; `'loop'`: one `apply` per sample. Same result. */
   readonly sampler?: 'vmap' | 'loop';
+  /** With `'vmap'`: at most this many samples per batched pass (default 16), as `predictive`. */
+  readonly samplesPerPass?: number;
   /** Extra context for the model (e.g. `{ mode: 'mean' }`). */
   readonly ctx?: Omit<SamplesCtx, 'key' | 'computeKl'>;
 }
@@ -244,11 +246,14 @@ export function predictiveProbs<M extends AnyLayer>(
       `predictiveProbs: key must be a PRNG key from random.key(seed), got ${String(options.key)}.`,
     );
   }
-  const run =
-    (options.sampler ?? 'vmap') === 'vmap' ? vmapSamples(model, S) : loopSamples(model, S);
+  const perPass = options.samplesPerPass ?? DEFAULT_SAMPLES_PER_PASS;
+  validate('predictiveProbs', [positiveInt('samplesPerPass', perPass)]);
+  const ctx = { ...options.ctx, key: options.key, computeKl: false };
   return tidy(() => {
-    const out = run(params, x, { ...options.ctx, key: options.key, computeKl: false })
-      .out as tf.Tensor;
+    const out =
+      (options.sampler ?? 'vmap') === 'vmap'
+        ? samplesInPasses(model, params, x, ctx, S, perPass)
+        : (loopSamples(model, S)(params, x, ctx).out as tf.Tensor);
     if (out.rank !== 3) {
       throw new ShapeError(
         'predictiveProbs',

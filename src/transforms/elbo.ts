@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { tidy } from '../params/scope';
 import { foldIn, isKey, type Key } from '../params/random';
 import type { ParamTree } from '../params/tree';
-import { applyLayerBatched, sampleKeys, tileSamples } from '../layers/batching';
+import { applyLayerBatched, tileSamples } from '../layers/batching';
 import { ConfigError, MissingKeyError } from '../errors';
 import { check, positiveInt, validate } from '../validation';
 import type { AnyLayer, ApplyCtx, InputOf, OutputOf, ParamsOf } from '../layers/types';
@@ -57,15 +57,57 @@ export function vmapSamples<M extends AnyLayer>(
   return (params, x, ctx = {}) =>
     tidy(() => {
       const key = checkKeyArg('vmapSamples', ctx.key);
-      const { key: _k, ...rest } = ctx;
-      const r = applyLayerBatched(model, params, x, {
-        ...rest,
-        keys: sampleKeys(key, S),
-        numSamples: S,
-        batched: false,
-      });
-      return { out: r.batched ? r.out : tileSamples(r.out, S), kl: r.kl };
+      return samplesFrom(model, params, x, ctx, key, 0, S);
     });
+}
+
+/**
+ * `samplesInPasses(model, params, x, ctx, S, perPass) -> [S, ...]`: the outputs of `S` posterior
+ * samples in batched passes of at most `perPass` samples (sample `s` uses `foldIn(ctx.key, s)`,
+ * as in one pass), concatenated; the activations of one pass are all that is alive at a time.
+ */
+export function samplesInPasses<M extends AnyLayer>(
+  model: M,
+  params: ParamsOf<M>,
+  x: InputOf<M>,
+  ctx: SamplesCtx,
+  numSamples: number,
+  perPass: number,
+): tf.Tensor {
+  return tidy(() => {
+    const key = checkKeyArg('predictive', ctx.key);
+    const parts: tf.Tensor[] = [];
+    for (let first = 0; first < numSamples; first += perPass) {
+      const n = Math.min(perPass, numSamples - first);
+      parts.push(samplesFrom(model, params, x, ctx, key, first, n).out as tf.Tensor);
+    }
+    return parts.length === 1 ? (parts[0] as tf.Tensor) : tf.concat(parts);
+  });
+}
+
+/** Samples `[first, first + S)` in one batched pass: sample `s` uses `foldIn(key, s)`. */
+function samplesFrom<M extends AnyLayer>(
+  model: M,
+  params: ParamsOf<M>,
+  x: InputOf<M>,
+  ctx: SamplesCtx,
+  key: Key | undefined,
+  first: number,
+  S: number,
+): Samples<OutputOf<M>> {
+  return tidy(() => {
+    const { key: _k, ...rest } = ctx;
+    const keys =
+      key === undefined ? undefined : Array.from({ length: S }, (_, s) => foldIn(key, first + s));
+    const r = applyLayerBatched(model, params, x, {
+      ...rest,
+      keys,
+      numSamples: S,
+      batched: false,
+      firstSample: first,
+    });
+    return { out: r.batched ? r.out : tileSamples(r.out, S), kl: r.kl };
+  });
 }
 
 /**
@@ -232,14 +274,23 @@ export function klDivergence<M extends AnyLayer>(
   return model.klDivergence(params, { ...ctx, key });
 }
 
+/** Posterior samples per batched pass of `predictive` (see `PredictiveOptions.samplesPerPass`). */
+export const DEFAULT_SAMPLES_PER_PASS = 16;
+
 /** Options of `predictive`. */
 export interface PredictiveOptions {
   /** The key of the posterior samples (sample `s` uses `foldIn(key, s)`). */
   readonly key: Key;
   /** Posterior samples (>= 2). Default 10. */
   readonly numSamples?: number;
-  /** `'vmap'` (default): one batched pass; `'loop'`: S `apply` calls. Same result. */
+  /** `'vmap'` (default): batched passes; `'loop'`: S `apply` calls. Same result. */
   readonly sampler?: 'vmap' | 'loop';
+  /**
+   * With `'vmap'`: at most this many posterior samples per batched pass (default 16), so that the
+   * activations of a pass stay bounded (`samplesPerPass * batch * width` floats per layer) however
+   * many samples are drawn; the result does not depend on it.
+   */
+  readonly samplesPerPass?: number;
   /** Extra context for the model. */
   readonly ctx?: Omit<SamplesCtx, 'key'>;
 }
@@ -279,9 +330,14 @@ export function predictive<M extends AnyLayer>(
   if (checkKeyArg('predictive', opts?.key) === undefined) {
     throw new MissingKeyError('predictive', 'Monte Carlo prediction');
   }
-  const run = (opts.sampler ?? 'vmap') === 'vmap' ? vmapSamples(model, S) : loopSamples(model, S);
+  const perPass = opts.samplesPerPass ?? DEFAULT_SAMPLES_PER_PASS;
+  validate('predictive', [positiveInt('samplesPerPass', perPass)]);
+  const ctx: SamplesCtx = { ...opts.ctx, key: opts.key, computeKl: false };
   return tidy(() => {
-    const out = run(params, x, { ...opts.ctx, key: opts.key, computeKl: false }).out as tf.Tensor;
+    const out =
+      (opts.sampler ?? 'vmap') === 'loop'
+        ? (loopSamples(model, S)(params, x, ctx).out as tf.Tensor)
+        : samplesInPasses(model, params, x, ctx, S, perPass);
     const mean = tf.mean(out, 0);
     const variance = tf.div(tf.sum(tf.squaredDifference(out, mean), 0), S - 1);
     return { mean, std: tf.sqrt(variance), samples: out };

@@ -14,6 +14,7 @@ export {
   elboDetailed,
   klDivergence,
   predictive,
+  DEFAULT_SAMPLES_PER_PASS,
   type SamplesCtx,
   type Samples,
   type ElboFn,

@@ -5,6 +5,7 @@ import {
   ConfigError,
   MissingKeyError,
   bayesianLinear,
+  type NoiseFn,
   serial,
   tanh,
   type BayesianLinearParams,
@@ -355,6 +356,56 @@ describe('elbo, elboDetailed, klDivergence', () => {
 
 describe('predictive', () => {
   const model = makeModel();
+
+  it('runs in passes of samplesPerPass samples: the same result, bounded peak memory', async () => {
+    const { params } = model.init(key(0), [-1, IN]);
+    const x = tf.randomUniform([64, IN], -1, 1, 'float32', 1);
+    const S = 40;
+    const one = predictive(model, params, x, { key: key(5), numSamples: S, samplesPerPass: S });
+    // a noise that depends on the sample index: each pass must ask for its own samples
+    const noise: NoiseFn = (_p, shape, s) => tf.fill([...shape], (s % 7) / 7 - 0.4);
+    const oneN = predictive(model, params, x, {
+      key: key(5),
+      numSamples: S,
+      samplesPerPass: S,
+      ctx: { noise },
+    });
+    for (const per of [1, 3, 16]) {
+      const r = predictive(model, params, x, { key: key(5), numSamples: S, samplesPerPass: per });
+      expectClose(vals(r.samples), vals(one.samples), 1e-6, 1e-7, `samples, ${per} per pass`);
+      expectClose(vals(r.std), vals(one.std), 1e-5, 1e-7, `std, ${per} per pass`);
+      const rn = predictive(model, params, x, {
+        key: key(5),
+        numSamples: S,
+        samplesPerPass: per,
+        ctx: { noise },
+      });
+      expectClose(vals(rn.samples), vals(oneN.samples), 1e-6, 1e-7, `noise, ${per} per pass`);
+      tf.dispose([r.mean, r.std, r.samples, rn.mean, rn.std, rn.samples]);
+    }
+    // the activations of a wide layer dominate: they live for one pass at a time
+    const wide = serial({
+      h: bayesianLinear({ inFeatures: IN, outFeatures: 128 }),
+      act: tanh(),
+      out: bayesianLinear({ inFeatures: 128, outFeatures: 1 }),
+    });
+    const pw = wide.init(key(1), [-1, IN]).params;
+    const peak = async (per: number): Promise<number> =>
+      (
+        await tf.profile(() => {
+          const r = predictive(wide, pw, x, { key: key(5), numSamples: S, samplesPerPass: per });
+          tf.dispose([r.mean, r.std, r.samples]);
+        })
+      ).peakBytes;
+    const before = tf.memory().numTensors;
+    expect(await peak(4)).toBeLessThan((await peak(S)) / 3);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(() =>
+      predictive(model, params, x, { key: key(5), numSamples: S, samplesPerPass: 0 }),
+    ).toThrow(ConfigError);
+    tf.dispose([one.mean, one.std, one.samples, oneN.mean, oneN.std, oneN.samples, x]);
+    dispose([params, pw]);
+  });
 
   it('mean / std are those of the loopSamples outputs (unbiased std), for either sampler', () => {
     const { params } = model.init(key(0), [-1, IN]);
