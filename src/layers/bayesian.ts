@@ -10,6 +10,7 @@ import {
   gaussianInit,
   gaussianLogProbAtNoise,
   gaussianReparam,
+  LOG_SOFTPLUS_TAIL,
   scaleMixturePrior,
   toPrior,
   type CustomPrior,
@@ -331,6 +332,102 @@ function klTerm(
   return tf.sub(logQ, logP);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Hand-written gradients of the sample and of the Monte Carlo KL. Autodiff through the ~20
+// element-wise ops of `w = mu + softplus(rho) eps` and `log q(w) - log p(w)` costs, besides each
+// op's gradient (reshapes, casts, broadcast sums), a copy of every tensor the tape saves for the
+// backward pass (an `Identity` kernel per saved input: about as many kernels as the ops
+// themselves). Here `tf.customGrad` ops of `(mu, rho)` compute the same forward values with the
+// tape off (inside the op, in a `tidy`, so nothing is saved and nothing leaks) and carry the
+// gradient in closed form; the backward recomputes what it needs from mu, rho and the noise (kept
+// as the JS array it was drawn into), and nothing is `save`d.
+
+/** Whether the hand-written gradients apply: key-drawn noise, a training pass, a prior with a derivative. */
+function handWritten(
+  r: ResolvedBayesian,
+  rs: RowSelection | undefined,
+  computeKl: boolean,
+  kl: KlSelection,
+): boolean {
+  if (!computeKl || rs !== undefined) return false;
+  if (kl === false) return true;
+  return r.kl === 'mc' && r.prior.logDensity !== undefined && r.prior.dLogDensity !== undefined;
+}
+
+/** The noise of the forward pass again, from its JS array: `[...shape]` or `[S, ...shape]`. */
+const noiseTensor = (buf: Float32Array, shape: readonly number[], S?: number): tf.Tensor =>
+  tf.tensor(buf, S === undefined ? [...shape] : [S, ...shape], 'float32');
+
+/**
+ * `w = mu + softplus(rho) * eps` (`gaussianReparam`, the noise from `buf`; `[S, ...]` when
+ * batched) as an op of `(mu, rho)` with the gradient `dmu = dw`, `drho = dw * eps *
+ * sigmoid(rho)` (summed over the samples).
+ */
+function reparamWithGrad(post: GaussianParams, buf: Float32Array, S?: number): tf.Tensor {
+  const shape = post.mu.shape;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [mu, rho] = args as [tf.Tensor, tf.Tensor];
+    return {
+      value: tf.tidy(() => gaussianReparam({ mu, rho }, noiseTensor(buf, shape, S)).w),
+      gradFunc: (dy: tf.Tensor) => {
+        const dRho = tf.mul(dy, tf.mul(noiseTensor(buf, shape, S), tf.sigmoid(rho)));
+        return S === undefined ? [tf.clone(dy), dRho] : [tf.sum(dy, 0), tf.sum(dRho, 0)];
+      },
+    };
+  });
+  return op(post.mu, post.rho) as tf.Tensor;
+}
+
+/**
+ * The Monte Carlo KL `log q(w) - log p(w)` at `w = mu + sigma eps` (as `klTerm`: a scalar, or
+ * `[S]`) as an op of `(mu, rho)` with its gradient in closed form: `dKL/dmu = -p'(w)/p(w)`,
+ * `dKL/drho = -(p'(w)/p(w)) eps sigmoid(rho) - dlog(sigma)/drho`, where
+ * `dlog(sigma)/drho = sigmoid(rho) / softplus(rho)` (1 below `LOG_SOFTPLUS_TAIL`, as
+ * `logSoftplus`).
+ */
+function mcKlWithGrad(
+  post: GaussianParams,
+  buf: Float32Array,
+  sumEps2: number | tf.Tensor,
+  r: ResolvedBayesian,
+  S?: number,
+): tf.Tensor {
+  const shape = post.mu.shape;
+  const dLogDensity = r.prior.dLogDensity as (w: tf.Tensor) => tf.Tensor;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [mu, rho] = args as [tf.Tensor, tf.Tensor];
+    return {
+      value: tf.tidy(() => {
+        const p = { mu, rho };
+        const { w, logSigma } = gaussianReparam(p, noiseTensor(buf, shape, S));
+        return klTerm(p, w, logSigma, sumEps2, r, undefined, S);
+      }),
+      gradFunc: (g: tf.Tensor) => {
+        const eps = noiseTensor(buf, shape, S);
+        const sp = tf.softplus(rho);
+        const sig = tf.sigmoid(rho);
+        const w = tf.add(mu, tf.mul(sp, eps));
+        // g (per sample) times d log p / dw
+        const gs = S === undefined ? g : tf.reshape(g, [S, ...shape.map(() => 1)]);
+        const a = tf.mul(dLogDensity(w), gs);
+        const dLogSigma = tf.where(
+          tf.less(rho, LOG_SOFTPLUS_TAIL),
+          tf.onesLike(rho),
+          tf.div(sig, sp),
+        );
+        const gTotal = S === undefined ? g : tf.sum(g);
+        const dMu = tf.neg(S === undefined ? a : tf.sum(a, 0));
+        const aEps = tf.mul(a, eps);
+        const dRho = tf.neg(
+          tf.add(tf.mul(S === undefined ? aEps : tf.sum(aEps, 0), sig), tf.mul(dLogSigma, gTotal)),
+        );
+        return [dMu, dRho];
+      },
+    };
+  });
+  return op(post.mu, post.rho) as tf.Tensor;
+}
+
 /**
  * `sampleWeight(post, key, path, r, noise?, computeKl?, sample?, kl?) -> { w, kl }`: one
  * posterior sample `w = mu + softplus(rho) * eps` (`gaussianReparam`), `eps ~ N(0, I)` from `key`
@@ -361,6 +458,11 @@ export function sampleWeight(
       const buf = normalArray(key, n);
       sumEps2 = () => sumOfSquares(buf, 0, n, rs);
       eps = tf.tensor(buf, shape, 'float32');
+      if (handWritten(r, rs, computeKl, kl)) {
+        const w = reparamWithGrad(post, buf);
+        if (kl === false) return { w, kl: tf.scalar(0) };
+        return { w, kl: mcKlWithGrad(post, buf, sumEps2(), r) as tf.Scalar };
+      }
     } else {
       const e = checkedNoise(given, path, shape);
       eps = e;
@@ -413,6 +515,11 @@ export function sampleWeightBatched(
       });
       eps = tf.tensor(buf, [S, ...shape], 'float32');
       sumEps2 = tf.tensor1d(sums);
+      if (handWritten(r, rs, computeKl, kl)) {
+        const w = reparamWithGrad(post, buf, S);
+        if (kl === false) return { w, kl: tf.zeros([S]) as tf.Tensor1D };
+        return { w, kl: mcKlWithGrad(post, buf, sumEps2, r, S) as tf.Tensor1D };
+      }
     } else {
       eps = tf.stack(given.map((e, s) => checkedNoise(e, `${path} (sample ${s})`, shape)));
       const sq = tf.square(rs ? tf.mul(eps, rowMask(shape, rs, S)) : eps);

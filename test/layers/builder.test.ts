@@ -7,7 +7,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import fc from 'fast-check';
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { layers, normalPrior, random, transforms, tree, type Key } from '../../src';
+import {
+  layers,
+  laplacePrior,
+  normalPrior,
+  random,
+  scaleMixturePrior,
+  transforms,
+  tree,
+  type CustomPrior,
+  type GaussianParams,
+  type Key,
+  type Prior,
+} from '../../src';
 import type { BayesianOptions, NoiseFn, Shape } from '../../src/layers';
 import {
   expectClose,
@@ -268,6 +280,87 @@ describe('bayesianLayer: a Bayesian bilinear layer written with the builder', ()
     expect(problems).toMatch(/unknown option 'typo'/);
     expect(problems).toMatch(/priorSigma1 must be a positive finite number/);
     expect(problems).toMatch(/kl must be one of 'mc', 'closed'/);
+  });
+});
+
+describe('the hand-written gradients of the sample and the Monte Carlo KL', () => {
+  it('equal autodiff through the same computation, single and batched, for each built-in prior', () => {
+    // the same prior without dLogDensity takes the autodiff path
+    const autodiffOf = (p: Prior): CustomPrior => ({
+      name: `${p.name} (autodiff)`,
+      logProb: (w) => p.logProb(w),
+      logDensity: (w) => (p.logDensity as (w: tf.Tensor) => tf.Tensor)(w),
+    });
+    const priors: Prior[] = [
+      scaleMixturePrior(0.5, 1, 0.002),
+      scaleMixturePrior(0.25, 0.1, 1.5),
+      normalPrior(0.1, 0.3),
+      laplacePrior(0, 0.2),
+    ];
+    for (const prior of priors) {
+      for (const rho of [-7, -1, -25]) {
+        const mk = (pr: CustomPrior) =>
+          layers.serial({
+            a: layers.bayesianLinear({
+              inFeatures: 3,
+              outFeatures: 4,
+              prior: pr,
+              posteriorRhoInit: rho,
+            }),
+            t: layers.tanh(),
+            b: layers.bayesianLinear({
+              inFeatures: 4,
+              outFeatures: 1,
+              prior: pr,
+              posteriorRhoInit: rho,
+            }),
+          });
+        const fast = mk(prior);
+        const slow = mk(autodiffOf(prior));
+        const lik = transforms.mse();
+        const params = { model: fast.init(random.key(3), [-1, 3]).params, likelihood: lik.init() };
+        const x = tf.tensor2d(matrix(5, 3, 4));
+        const y = tf.ones([5, 1]);
+        for (const numSamples of [1, 3]) {
+          for (const sampler of ['vmap', 'loop'] as const) {
+            const g1 = transforms.grad(transforms.elbo(fast, lik, { numSamples, sampler }))(
+              params,
+              x,
+              y,
+              random.key(8),
+              0.3,
+            );
+            const g2 = transforms.grad(transforms.elbo(slow, lik, { numSamples, sampler }))(
+              params,
+              x,
+              y,
+              random.key(8),
+              0.3,
+            );
+            for (const path of ['a.kernel', 'a.bias', 'b.kernel', 'b.bias'] as const) {
+              const [l, w] = path.split('.') as ['a' | 'b', 'kernel' | 'bias'];
+              const gf = g1.model[l][w];
+              const gs = g2.model[l][w];
+              for (const part of ['mu', 'rho'] as const) {
+                const a = vals((gf as GaussianParams)[part]);
+                const b = vals((gs as GaussianParams)[part]);
+                const scale = Math.max(1e-6, ...b.map(Math.abs));
+                expectClose(
+                  a,
+                  b,
+                  2e-3,
+                  2e-4 * scale,
+                  `${prior.name} rho ${rho} S ${numSamples} ${sampler} ${path}.${part}`,
+                );
+              }
+            }
+            tree.dispose([g1, g2]);
+          }
+        }
+        tree.dispose(params);
+        tf.dispose([x, y]);
+      }
+    }
   });
 });
 
