@@ -9,6 +9,7 @@ import { tidy } from '../params/scope';
 import {
   gaussianInit,
   gaussianLogProbAtNoise,
+  logSoftplus,
   gaussianReparam,
   LOG_SOFTPLUS_TAIL,
   scaleMixturePrior,
@@ -379,53 +380,53 @@ function reparamWithGrad(post: GaussianParams, buf: Float32Array, S?: number): t
 }
 
 /**
- * The Monte Carlo KL `log q(w) - log p(w)` at `w = mu + sigma eps` (as `klTerm`: a scalar, or
- * `[S]`) as an op of `(mu, rho)` with its gradient in closed form: `dKL/dmu = -p'(w)/p(w)`,
- * `dKL/drho = -(p'(w)/p(w)) eps sigmoid(rho) - dlog(sigma)/drho`, where
+ * The Monte Carlo KL `log q(w) - log p(w)` of a sample `w` (the output of `reparamWithGrad`), with
+ * `log q(w) = -sum(log sigma) - sum(eps^2)/2 - n log(2 pi)/2` (as `klTerm`: a scalar, or `[S]`),
+ * as an op of `(rho, w)` with its gradient in closed form: `dKL/dw = -p'(w)/p(w)` (which flows on
+ * through `w` to mu and rho) and the direct `dKL/drho = -dlog(sigma)/drho`, where `w` is
+ * recomputed in the backward pass from `mu`, `rho` and the noise `buf`, and
  * `dlog(sigma)/drho = sigmoid(rho) / softplus(rho)` (1 below `LOG_SOFTPLUS_TAIL`, as
  * `logSoftplus`).
  */
 function mcKlWithGrad(
   post: GaussianParams,
+  w: tf.Tensor,
   buf: Float32Array,
   sumEps2: number | tf.Tensor,
   r: ResolvedBayesian,
   S?: number,
 ): tf.Tensor {
-  const shape = post.mu.shape;
-  const dLogDensity = r.prior.dLogDensity as (w: tf.Tensor) => tf.Tensor;
+  const shape = post.rho.shape;
+  const { prior } = r;
+  const dLogDensity = prior.dLogDensity as (w: tf.Tensor) => tf.Tensor;
+  const logDensity = prior.logDensity as (w: tf.Tensor) => tf.Tensor;
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [mu, rho] = args as [tf.Tensor, tf.Tensor];
+    const [rh, ws] = args as [tf.Tensor, tf.Tensor];
     return {
       value: tf.tidy(() => {
-        const p = { mu, rho };
-        const { w, logSigma } = gaussianReparam(p, noiseTensor(buf, shape, S));
-        return klTerm(p, w, logSigma, sumEps2, r, undefined, S);
+        const logQ = gaussianLogProbAtNoise(tf.sum(logSoftplus(rh)), sumEps2, rh.size);
+        const logP =
+          S === undefined ? prior.logProb(ws) : tf.sum(tf.reshape(logDensity(ws), [S, -1]), 1);
+        return tf.sub(logQ, logP);
       }),
       gradFunc: (g: tf.Tensor) => {
-        const eps = noiseTensor(buf, shape, S);
-        const sp = tf.softplus(rho);
-        const sig = tf.sigmoid(rho);
-        const w = tf.add(mu, tf.mul(sp, eps));
-        // g (per sample) times d log p / dw
+        // w again from mu, rho and the noise (the sample tensor itself may be gone by now: the
+        // scope that made it returned only what was computed from it)
+        const sp = tf.softplus(rh);
+        const wAgain = tf.add(post.mu, tf.mul(sp, noiseTensor(buf, shape, S)));
         const gs = S === undefined ? g : tf.reshape(g, [S, ...shape.map(() => 1)]);
-        const a = tf.mul(dLogDensity(w), gs);
+        const dW = tf.neg(tf.mul(dLogDensity(wAgain), gs));
         const dLogSigma = tf.where(
-          tf.less(rho, LOG_SOFTPLUS_TAIL),
-          tf.onesLike(rho),
-          tf.div(sig, sp),
+          tf.less(rh, LOG_SOFTPLUS_TAIL),
+          tf.onesLike(rh),
+          tf.div(tf.sigmoid(rh), sp),
         );
-        const gTotal = S === undefined ? g : tf.sum(g);
-        const dMu = tf.neg(S === undefined ? a : tf.sum(a, 0));
-        const aEps = tf.mul(a, eps);
-        const dRho = tf.neg(
-          tf.add(tf.mul(S === undefined ? aEps : tf.sum(aEps, 0), sig), tf.mul(dLogSigma, gTotal)),
-        );
-        return [dMu, dRho];
+        const dRho = tf.neg(tf.mul(dLogSigma, S === undefined ? g : tf.sum(g)));
+        return [dRho, dW];
       },
     };
   });
-  return op(post.mu, post.rho) as tf.Tensor;
+  return op(post.rho, w) as tf.Tensor;
 }
 
 /**
@@ -461,7 +462,7 @@ export function sampleWeight(
       if (handWritten(r, rs, computeKl, kl)) {
         const w = reparamWithGrad(post, buf);
         if (kl === false) return { w, kl: tf.scalar(0) };
-        return { w, kl: mcKlWithGrad(post, buf, sumEps2(), r) as tf.Scalar };
+        return { w, kl: mcKlWithGrad(post, w, buf, sumEps2(), r) as tf.Scalar };
       }
     } else {
       const e = checkedNoise(given, path, shape);
@@ -518,7 +519,7 @@ export function sampleWeightBatched(
       if (handWritten(r, rs, computeKl, kl)) {
         const w = reparamWithGrad(post, buf, S);
         if (kl === false) return { w, kl: tf.zeros([S]) as tf.Tensor1D };
-        return { w, kl: mcKlWithGrad(post, buf, sumEps2, r, S) as tf.Tensor1D };
+        return { w, kl: mcKlWithGrad(post, w, buf, sumEps2, r, S) as tf.Tensor1D };
       }
     } else {
       eps = tf.stack(given.map((e, s) => checkedNoise(e, `${path} (sample ${s})`, shape)));
