@@ -7,7 +7,6 @@
  * estimates of the state; nothing is filtered.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ParamTree } from '../params/tree';
 import {
   checkBoolean,
   checkKnownKeys,
@@ -19,16 +18,17 @@ import {
 import {
   makeChain,
   checkLearningRate,
+  flatTransform,
   identity,
   makeAddDecayedWeights,
   makeLearningRate,
   makeTrace,
+  Packed,
   requireCount,
   requireFields,
-  tidy,
+  requireFlat,
   validateOptions,
-  zerosLikeTree,
-  zipLeaves,
+  zerosFlat,
   type EmptyState,
   type GradientTransformation,
   type LearningRate,
@@ -43,16 +43,27 @@ const NON_NEGATIVE: NumberRange = { min: 0 };
 // States and options
 // ---------------------------------------------------------------------------------------------
 
-/** The state of `scaleByAdam`: the update count and the first and second moments. */
+// The moments are flat: ONE float32 buffer `[n]` over the `n` scalars of the params (their leaves
+// concatenated in flatten order, as `tree.leaves` lists them), not trees shaped like the params,
+// so that a step runs its arithmetic once over all leaves (see ./flat.ts). Element by element the
+// arithmetic is the per-leaf one, bit for bit.
+
+/**
+ * The state of `scaleByAdam`: the update count and the first and second moments, each one flat
+ * buffer `[n]` over all the params' scalars (leaves in flatten order).
+ */
 export type ScaleByAdamState = {
   readonly count: number;
-  readonly mu: ParamTree;
-  readonly nu: ParamTree;
+  readonly mu: tf.Tensor1D;
+  readonly nu: tf.Tensor1D;
 };
-/** The state of `scaleByRms`: the running mean of the squared gradients. */
-export type ScaleByRmsState = { readonly nu: ParamTree };
-/** The state of `scaleByStddev`: the running means of the gradients and of their squares. */
-export type ScaleByStddevState = { readonly mu: ParamTree; readonly nu: ParamTree };
+/** The state of `scaleByRms`: the running mean of the squared gradients (flat, `[n]`). */
+export type ScaleByRmsState = { readonly nu: tf.Tensor1D };
+/**
+ * The state of `scaleByStddev`: the running means of the gradients and of their squares (flat,
+ * `[n]` each).
+ */
+export type ScaleByStddevState = { readonly mu: tf.Tensor1D; readonly nu: tf.Tensor1D };
 
 /** The state of `sgd`: `[momentum (empty without momentum), learning rate]`. */
 export type SgdState = readonly [TraceState | EmptyState, LearningRateState];
@@ -170,53 +181,33 @@ function makeScaleByAdam(
   owner: string,
   { b1, b2, eps, epsRoot }: { b1: number; b2: number; eps: number; epsRoot: number },
 ): GradientTransformation<ScaleByAdamState> {
-  return {
-    init: (params) =>
-      tidy(() =>
-        Object.freeze({
-          count: 0,
-          mu: zerosLikeTree(owner, params),
-          nu: zerosLikeTree(owner, params),
-        }),
-      ),
-    update: (grads, state) => {
-      requireFields(owner, state, ['count', 'mu', 'nu']);
-      const count = requireCount(owner, state.count) + 1;
-      const c1 = 1 - b1 ** count;
-      const c2 = 1 - b2 ** count;
-      return tidy(() => {
-        const mu = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['state.mu', state.mu],
-          ],
-          ([g, m]) => tf.add(tf.mul(g as tf.Tensor, 1 - b1), tf.mul(m as tf.Tensor, b1)),
+  return flatTransform<ScaleByAdamState>(
+    owner,
+    (params) =>
+      Object.freeze({ count: 0, mu: zerosFlat(owner, params), nu: zerosFlat(owner, params) }),
+    {
+      needsFlat: true,
+      update: (g, state, ctx) => {
+        requireFields(owner, state, ['count', 'mu', 'nu']);
+        const count = requireCount(owner, state.count) + 1;
+        const c1 = 1 - b1 ** count;
+        const c2 = 1 - b2 ** count;
+        const m = requireFlat(owner, 'mu', state.mu, ctx.layout);
+        const v = requireFlat(owner, 'nu', state.nu, ctx.layout);
+        const x = g.flat();
+        const mu = tf.add(tf.mul(x, 1 - b1), tf.mul(m, b1)) as tf.Tensor1D;
+        const nu = tf.add(tf.mul(tf.square(x), 1 - b2), tf.mul(v, b2)) as tf.Tensor1D;
+        const updates = tf.div(
+          tf.div(mu, c1),
+          tf.add(tf.sqrt(tf.add(tf.div(nu, c2), epsRoot)), eps),
         );
-        const nu = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['state.nu', state.nu],
-          ],
-          ([g, v]) => tf.add(tf.mul(tf.square(g as tf.Tensor), 1 - b2), tf.mul(v as tf.Tensor, b2)),
-        );
-        const updates = zipLeaves(
-          owner,
-          [
-            ['mu', mu],
-            ['nu', nu],
-          ],
-          ([m, v]) =>
-            tf.div(
-              tf.div(m as tf.Tensor, c1),
-              tf.add(tf.sqrt(tf.add(tf.div(v as tf.Tensor, c2), epsRoot)), eps),
-            ),
-        );
-        return { updates, state: Object.freeze({ count, mu, nu }) };
-      });
+        return {
+          updates: Packed.ofFlat(ctx.layout, updates),
+          state: Object.freeze({ count, mu, nu }),
+        };
+      },
     },
-  };
+  );
 }
 
 /**
@@ -245,32 +236,21 @@ function makeScaleByRms(
   decay: number,
   eps: number,
 ): GradientTransformation<ScaleByRmsState> {
-  return {
-    init: (params) => tidy(() => Object.freeze({ nu: zerosLikeTree(owner, params) })),
-    update: (grads, state) => {
-      requireFields(owner, state, ['nu']);
-      return tidy(() => {
-        const nu = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['state.nu', state.nu],
-          ],
-          ([g, v]) =>
-            tf.add(tf.mul(tf.square(g as tf.Tensor), 1 - decay), tf.mul(v as tf.Tensor, decay)),
-        );
-        const updates = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['nu', nu],
-          ],
-          ([g, v]) => tf.mul(g as tf.Tensor, tf.rsqrt(tf.add(v as tf.Tensor, eps))),
-        );
-        return { updates, state: Object.freeze({ nu }) };
-      });
+  return flatTransform<ScaleByRmsState>(
+    owner,
+    (params) => Object.freeze({ nu: zerosFlat(owner, params) }),
+    {
+      needsFlat: true,
+      update: (g, state, ctx) => {
+        requireFields(owner, state, ['nu']);
+        const v = requireFlat(owner, 'nu', state.nu, ctx.layout);
+        const x = g.flat();
+        const nu = tf.add(tf.mul(tf.square(x), 1 - decay), tf.mul(v, decay)) as tf.Tensor1D;
+        const updates = tf.mul(x, tf.rsqrt(tf.add(nu, eps)));
+        return { updates: Packed.ofFlat(ctx.layout, updates), state: Object.freeze({ nu }) };
+      },
     },
-  };
+  );
 }
 
 /**
@@ -299,48 +279,26 @@ function makeScaleByStddev(
   decay: number,
   eps: number,
 ): GradientTransformation<ScaleByStddevState> {
-  return {
-    init: (params) =>
-      tidy(() =>
-        Object.freeze({ mu: zerosLikeTree(owner, params), nu: zerosLikeTree(owner, params) }),
-      ),
-    update: (grads, state) => {
-      requireFields(owner, state, ['mu', 'nu']);
-      return tidy(() => {
-        const mu = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['state.mu', state.mu],
-          ],
-          ([g, m]) => tf.add(tf.mul(g as tf.Tensor, 1 - decay), tf.mul(m as tf.Tensor, decay)),
-        );
-        const nu = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['state.nu', state.nu],
-          ],
-          ([g, v]) =>
-            tf.add(tf.mul(tf.square(g as tf.Tensor), 1 - decay), tf.mul(v as tf.Tensor, decay)),
-        );
-        const updates = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['mu', mu],
-            ['nu', nu],
-          ],
-          ([g, m, v]) =>
-            tf.mul(
-              g as tf.Tensor,
-              tf.rsqrt(tf.add(tf.sub(v as tf.Tensor, tf.square(m as tf.Tensor)), eps)),
-            ),
-        );
-        return { updates, state: Object.freeze({ mu, nu }) };
-      });
+  return flatTransform<ScaleByStddevState>(
+    owner,
+    (params) => Object.freeze({ mu: zerosFlat(owner, params), nu: zerosFlat(owner, params) }),
+    {
+      needsFlat: true,
+      update: (g, state, ctx) => {
+        requireFields(owner, state, ['mu', 'nu']);
+        const m = requireFlat(owner, 'mu', state.mu, ctx.layout);
+        const v = requireFlat(owner, 'nu', state.nu, ctx.layout);
+        const x = g.flat();
+        const mu = tf.add(tf.mul(x, 1 - decay), tf.mul(m, decay)) as tf.Tensor1D;
+        const nu = tf.add(tf.mul(tf.square(x), 1 - decay), tf.mul(v, decay)) as tf.Tensor1D;
+        const updates = tf.mul(x, tf.rsqrt(tf.add(tf.sub(nu, tf.square(mu)), eps)));
+        return {
+          updates: Packed.ofFlat(ctx.layout, updates),
+          state: Object.freeze({ mu, nu }),
+        };
+      },
     },
-  };
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

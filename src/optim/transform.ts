@@ -12,6 +12,14 @@
  * Non-finite gradients: as in optax, NaN and Infinity are not filtered; they propagate into the
  * updates and the state (e.g. Adam's moments), so one bad step poisons the state. Check the loss
  * or the gradients' `globalNorm` yourself when that matters.
+ *
+ * One flat buffer over all leaves (multi-tensor apply; see `./flat.ts`): the moments of the
+ * stateful transformations (`trace`, and `scaleByAdam`, `scaleByRms`, `scaleByStddev` in
+ * `./optimizers.ts`) are flat float32 buffers `[n]` over the params' `n` scalars (leaves in
+ * flatten order), and `chain` runs consecutive built-in transformations on one concatenation of
+ * the grads, splitting the updates back into the tree once: an Adam step is ~16 kernels plus a
+ * `Reshape` in and out per leaf of rank != 1, instead of ~14 per leaf. Element by element the
+ * arithmetic is the per-leaf one, in the same order: the results are the same bits.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/Either';
@@ -19,6 +27,18 @@ import { OptimConfigError, show } from '../errors';
 import { tidy } from '../params/scope';
 import * as tree from '../params/tree';
 import type { ParamTree, Tree } from '../params/tree';
+import {
+  needsFlatAfter,
+  flatStepOf,
+  Packed,
+  requireFlat,
+  requireTensor,
+  runSteps,
+  select,
+  withFlatStep,
+  zerosFlat,
+  type FlatStep,
+} from './flat';
 import {
   checkBoolean,
   checkFunction,
@@ -63,9 +83,10 @@ export type TransformResult<S extends OptState, P extends ParamTree = ParamTree>
  *
  * - `init(params)` returns a fresh state (tensors created inside `tf.tidy`).
  * - `update(grads, state, params?)` returns fresh updates and a fresh next state, inside
- *   `tf.tidy`; it never disposes or mutates `grads`, `state` or `params`. `grads` (and the
- *   tensor parts of `state`) must have the structure and leaf shapes of the params; a mismatch
- *   throws a `TreeError` naming the path.
+ *   `tf.tidy`; it never disposes or mutates `grads`, `state` or `params`. `grads` must have the
+ *   structure and leaf shapes of the params (checked when `params` are given: a mismatch throws
+ *   a `TreeError` naming the path), and the flat buffers of `state` their number of scalars (a
+ *   `TreeError` names the state field otherwise).
  *
  * @example
  * ```ts
@@ -83,8 +104,12 @@ export interface GradientTransformation<S extends OptState = OptState> {
 export type EmptyState = Readonly<Record<string, never>>;
 /** The state of `scaleBySchedule`: the number of updates done so far. */
 export type ScaleByScheduleState = { readonly count: number };
-/** The state of `trace`: the momentum buffer, shaped like the params. */
-export type TraceState = { readonly trace: ParamTree };
+/**
+ * The state of `trace`: the momentum buffer, as ONE flat float32 buffer `[n]` over the `n` scalars
+ * of the params (their leaves concatenated in flatten order), not a tree shaped like the params:
+ * the update then runs once over all leaves.
+ */
+export type TraceState = { readonly trace: tf.Tensor1D };
 /** The state of `scaleByLearningRate`: empty for a constant rate, a count for a schedule. */
 export type LearningRateState = EmptyState | ScaleByScheduleState;
 /** The state of `chain(...transforms)`: the tuple of the transforms' states. */
@@ -134,13 +159,7 @@ export { tidy };
 const showShape = (t: tf.Tensor): string => `[${t.shape.join(', ')}]`;
 const where = (path: string): string => `'${path || '<root>'}'`;
 
-function requireTensor(owner: string, name: string, leaf: unknown, path: string): tf.Tensor {
-  if (leaf instanceof tf.Tensor) return leaf;
-  throw new tree.TreeError(
-    path,
-    `${owner}: ${name} at ${where(path)} is ${show(leaf)}; expected a tf.Tensor.`,
-  );
-}
+export { requireTensor };
 
 /**
  * @internal `zipLeaves(owner, [[name, tree], ...], f) -> tree`: applies `f` leaf by leaf to trees
@@ -220,12 +239,38 @@ function matchLeaves(
   return [ref, rows];
 }
 
-/** @internal `zerosLikeTree(owner, params) -> tree` of fresh zeros (call inside a tidy). */
-export function zerosLikeTree(owner: string, params: ParamTree): ParamTree {
-  return tree.map<unknown, tf.Tensor>(params, (p, path) =>
-    tf.zerosLike(requireTensor(owner, 'params', p, path)),
+/**
+ * @internal A stateful transformation whose state is flat (see `./flat`): `init(params)` makes
+ * its state with `init(params)` inside a tidy, and `update` is its flat step run alone (pack the
+ * grads, the step, split the updates). When `params` are given to `update`, the grads are checked
+ * against them first (structure and leaf shapes: a `TreeError` names the path).
+ */
+export function flatTransform<S extends OptState>(
+  owner: string,
+  init: (params: ParamTree) => S,
+  step: FlatStep<S>,
+): GradientTransformation<S> {
+  return withFlatStep<S>(
+    {
+      init: (params) => tidy(() => init(params)),
+      update: (grads, state, params) => {
+        if (params !== undefined) {
+          assertMatching(owner, [
+            ['params', params],
+            ['grads', grads],
+          ]);
+        }
+        return tidy(() => {
+          const r = runSteps(owner, [step as unknown as FlatStep], grads, [state], params);
+          return { updates: r.updates, state: r.states[0] as S };
+        });
+      },
+    },
+    step,
   );
 }
+
+export { Packed, requireFlat, zerosFlat, type FlatStep };
 
 /** @internal Checks a state's step count (a plain JS integer >= 0). */
 export function requireCount(owner: string, count: unknown): number {
@@ -270,10 +315,14 @@ const cloneTree = <P extends ParamTree>(owner: string, t: P): P =>
  * ```
  */
 export function identity(): GradientTransformation<EmptyState> {
-  return {
-    init: () => EMPTY,
-    update: (grads, state) => tidy(() => ({ updates: cloneTree('identity', grads), state })),
-  };
+  return withFlatStep<EmptyState>(
+    {
+      init: () => EMPTY,
+      update: (grads, state) => tidy(() => ({ updates: cloneTree('identity', grads), state })),
+    },
+    // in a run, a pass-through (the run clones what it would return of its inputs)
+    { needsFlat: false, update: (g, state) => ({ updates: g, state }) },
+  );
 }
 
 /**
@@ -303,18 +352,22 @@ export function makeChain<T extends readonly GradientTransformation[]>(
   transforms: T,
 ): GradientTransformation<ChainState<T>> {
   const n = transforms.length;
-  return {
+  const steps = transforms.map((t) => flatStepOf(t));
+  const checkStates = (state: unknown): readonly OptState[] => {
+    if (!Array.isArray(state) || state.length !== n) {
+      throw new tree.TreeError(
+        '',
+        `${owner}: the state must be an array of ${n} states (one per transform, as init ` +
+          `returns), got ${show(state)}.`,
+      );
+    }
+    return state as readonly OptState[];
+  };
+  const chained: GradientTransformation<ChainState<T>> = {
     init: (params) =>
       tidy(() => Object.freeze(transforms.map((t) => t.init(params))) as unknown as ChainState<T>),
     update: (grads, state, params) => {
-      const states = state as unknown as readonly OptState[];
-      if (!Array.isArray(states) || states.length !== n) {
-        throw new tree.TreeError(
-          '',
-          `${owner}: the state must be an array of ${n} states (one per transform, as init ` +
-            `returns), got ${show(state)}.`,
-        );
-      }
+      const states = checkStates(state);
       if (params !== undefined) {
         assertMatching(owner, [
           ['params', params],
@@ -325,15 +378,48 @@ export function makeChain<T extends readonly GradientTransformation[]>(
         if (n === 0) return { updates: cloneTree(owner, grads), state };
         let updates = grads;
         const next: OptState[] = [];
-        transforms.forEach((t, i) => {
-          const r = t.update(updates, states[i] as OptState, params);
-          updates = r.updates;
-          next.push(r.state);
-        });
+        // each run of transforms that have a flat step runs on one flat buffer (pack once,
+        // split once); the others update the tree
+        for (let i = 0; i < n; ) {
+          let j = i;
+          while (j < n && steps[j] !== undefined) j++;
+          if (j > i) {
+            const run = steps.slice(i, j) as FlatStep[];
+            const r = runSteps(owner, run, updates, states.slice(i, j), params);
+            updates = r.updates;
+            next.push(...r.states);
+            i = j;
+          } else {
+            const t = transforms[i] as GradientTransformation;
+            const r = t.update(updates, states[i] as OptState, params);
+            updates = r.updates;
+            next.push(r.state);
+            i++;
+          }
+        }
         return { updates, state: Object.freeze(next) as unknown as ChainState<T> };
       });
     },
   };
+  if (!steps.every((s) => s !== undefined)) return chained;
+  const flatSteps = steps as FlatStep[];
+  // a chain of flat steps is a flat step: nested chains (adam inside chain(clip, adam)) join the
+  // outer run
+  return withFlatStep(chained, {
+    needsFlat: flatSteps.some((s) => s.needsFlat),
+    update: (g, state, ctx, flatAhead) => {
+      const states = checkStates(state);
+      const ahead = needsFlatAfter(flatSteps, flatAhead);
+      let u = g;
+      const next: OptState[] = [];
+      flatSteps.forEach((s, i) => {
+        const r = s.update(u, states[i] as OptState, ctx, ahead[i] as boolean);
+        u = r.updates;
+        next.push(r.state);
+      });
+      return { updates: u, state: Object.freeze(next) as unknown as ChainState<T> };
+    },
+  });
 }
 
 /**
@@ -395,25 +481,34 @@ export function clipByGlobalNorm(maxNorm: number): GradientTransformation<EmptyS
   const cfg = validateOptions('clipByGlobalNorm', {
     maxNorm: checkNumber('maxNorm', maxNorm, { min: 0, minOpen: true }),
   });
-  return {
-    init: () => EMPTY,
-    update: (grads, state) =>
-      tidy(() => {
-        const g = cloneTree('clipByGlobalNorm', grads); // validates leaves; disposed by the tidy
-        if (tree.leaves(g).length === 0) return { updates: g, state };
-        const norm = globalNorm(g);
-        // optax: where(norm < maxNorm, g, g / norm * maxNorm), as a scalar factor.
-        const factor = tf.where(
-          tf.less(norm, cfg.maxNorm),
-          tf.scalar(1),
-          tf.div(cfg.maxNorm, norm),
-        );
-        return {
-          updates: mapLeaves('clipByGlobalNorm', 'grads', g, (x) => tf.mul(x, factor)),
-          state,
-        };
-      }),
-  };
+  // optax: where(norm < maxNorm, g, g / norm * maxNorm), as a scalar factor.
+  const factorOf = (norm: tf.Scalar): tf.Tensor =>
+    select(tf.less(norm, cfg.maxNorm), tf.scalar(1), tf.div(cfg.maxNorm, norm));
+  return withFlatStep<EmptyState>(
+    {
+      init: () => EMPTY,
+      update: (grads, state) =>
+        tidy(() => {
+          const g = cloneTree('clipByGlobalNorm', grads); // validates leaves; disposed by the tidy
+          if (tree.leaves(g).length === 0) return { updates: g, state };
+          const factor = factorOf(globalNorm(g));
+          return {
+            updates: mapLeaves('clipByGlobalNorm', 'grads', g, (x) => tf.mul(x, factor)),
+            state,
+          };
+        }),
+    },
+    {
+      needsFlat: false,
+      update: (g, state, ctx, flatAhead) => {
+        if (ctx.layout.sizes.length === 0) return { updates: g, state };
+        // the norm leaf by leaf, as globalNorm (the same sums in the same order: a sum over the
+        // flat buffer would round differently); the scaling once on the buffer
+        const factor = factorOf(globalNorm(g.leaves()));
+        return { updates: g.map((x) => tf.mul(x, factor), flatAhead), state };
+      },
+    },
+  );
 }
 
 /**
@@ -436,14 +531,23 @@ export function scale(stepSize: number | Schedule): GradientTransformation<Learn
 }
 
 function makeScale(stepSize: number): GradientTransformation<EmptyState> {
-  return {
-    init: () => EMPTY,
-    update: (grads, state) =>
-      tidy(() => ({
-        updates: mapLeaves('scale', 'grads', grads, (g) => tf.mul(g, stepSize)),
+  return withFlatStep<EmptyState>(
+    {
+      init: () => EMPTY,
+      update: (grads, state) =>
+        tidy(() => ({
+          updates: mapLeaves('scale', 'grads', grads, (g) => tf.mul(g, stepSize)),
+          state,
+        })),
+    },
+    {
+      needsFlat: false,
+      update: (g, state, _ctx, flatAhead) => ({
+        updates: g.map((x) => tf.mul(x, stepSize), flatAhead),
         state,
-      })),
-  };
+      }),
+    },
+  );
 }
 
 /**
@@ -465,18 +569,30 @@ export function scaleBySchedule(schedule: Schedule): GradientTransformation<Scal
 function makeScaleBySchedule(
   stepSize: (count: number) => number,
 ): GradientTransformation<ScaleByScheduleState> {
-  return {
-    init: () => Object.freeze({ count: 0 }),
-    update: (grads, state) => {
-      requireFields('scaleBySchedule', state, ['count']);
-      const count = requireCount('scaleBySchedule', state.count);
-      const s = stepSize(count);
-      return tidy(() => ({
-        updates: mapLeaves('scaleBySchedule', 'grads', grads, (g) => tf.mul(g, s)),
-        state: Object.freeze({ count: count + 1 }),
-      }));
-    },
+  const next = (state: ScaleByScheduleState): [number, ScaleByScheduleState] => {
+    requireFields('scaleBySchedule', state, ['count']);
+    const count = requireCount('scaleBySchedule', state.count);
+    return [stepSize(count), Object.freeze({ count: count + 1 })];
   };
+  return withFlatStep<ScaleByScheduleState>(
+    {
+      init: () => Object.freeze({ count: 0 }),
+      update: (grads, state) => {
+        const [s, after] = next(state);
+        return tidy(() => ({
+          updates: mapLeaves('scaleBySchedule', 'grads', grads, (g) => tf.mul(g, s)),
+          state: after,
+        }));
+      },
+    },
+    {
+      needsFlat: false,
+      update: (g, state, _ctx, flatAhead) => {
+        const [s, after] = next(state);
+        return { updates: g.map((x) => tf.mul(x, s), flatAhead), state: after };
+      },
+    },
+  );
 }
 
 /**
@@ -558,33 +674,26 @@ export function makeTrace(
   decay: number,
   nesterov: boolean,
 ): GradientTransformation<TraceState> {
-  return {
-    init: (params) => tidy(() => Object.freeze({ trace: zerosLikeTree(owner, params) })),
-    update: (grads, state) => {
-      requireFields(owner, state, ['trace']);
-      return tidy(() => {
-        const next = zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['state.trace', state.trace],
-          ],
-          ([g, t]) => tf.add(g as tf.Tensor, tf.mul(t as tf.Tensor, decay)),
-        );
-        const updates = nesterov
-          ? zipLeaves(
-              owner,
-              [
-                ['grads', grads],
-                ['trace', next],
-              ],
-              ([g, t]) => tf.add(g as tf.Tensor, tf.mul(t as tf.Tensor, decay)),
-            )
-          : cloneTree(owner, next); // fresh: updates and state never share a tensor
-        return { updates, state: Object.freeze({ trace: next }) };
-      });
+  return flatTransform<TraceState>(
+    owner,
+    (params) => Object.freeze({ trace: zerosFlat(owner, params) }),
+    {
+      needsFlat: true,
+      update: (g, state, ctx) => {
+        requireFields(owner, state, ['trace']);
+        const t = requireFlat(owner, 'trace', state.trace, ctx.layout);
+        const x = g.flat();
+        const next = tf.add(x, tf.mul(t, decay)) as tf.Tensor1D;
+        // without Nesterov the updates are the new trace itself: the run clones what it would
+        // return of the state, so that updates and state never share a tensor
+        const updates = nesterov ? tf.add(x, tf.mul(next, decay)) : next;
+        return {
+          updates: Packed.ofFlat(ctx.layout, updates),
+          state: Object.freeze({ trace: next }),
+        };
+      },
     },
-  };
+  );
 }
 
 /** Options of `addDecayedWeights`. */
@@ -623,29 +732,73 @@ export function makeAddDecayedWeights(
   weightDecay: number,
   mask: ((path: string) => boolean) | undefined,
 ): GradientTransformation<EmptyState> {
-  return {
-    init: () => EMPTY,
-    update: (grads, state, params) => {
-      if (params === undefined) {
-        throw new Error(
-          `${owner}: update(grads, state, params) needs the current params for the decoupled ` +
-            `weight decay; pass them as the third argument.`,
-        );
-      }
-      return tidy(() => ({
-        updates: zipLeaves(
-          owner,
-          [
-            ['grads', grads],
-            ['params', params],
-          ],
-          ([u, p], path) =>
-            mask === undefined || mask(path)
-              ? tf.add(u as tf.Tensor, tf.mul(p as tf.Tensor, weightDecay))
-              : tf.clone(u as tf.Tensor),
-        ),
-        state,
-      }));
-    },
+  const needParams = (): never => {
+    throw new Error(
+      `${owner}: update(grads, state, params) needs the current params for the decoupled ` +
+        `weight decay; pass them as the third argument.`,
+    );
   };
+  // the bool mask over the flat buffer of the last layout seen (its bytes; a fresh tensor each
+  // step)
+  let maskKey = '';
+  let maskBytes = new Uint8Array(0);
+  const maskOf = (sizes: readonly number[], decayed: readonly boolean[]): Uint8Array => {
+    const key = `${sizes.join(',')}|${decayed.map(Number).join('')}`;
+    if (key !== maskKey) {
+      const bytes = new Uint8Array(sizes.reduce((a, b) => a + b, 0));
+      let at = 0;
+      sizes.forEach((n, i) => {
+        if (decayed[i]) bytes.fill(1, at, at + n);
+        at += n;
+      });
+      maskKey = key;
+      maskBytes = bytes;
+    }
+    return maskBytes;
+  };
+  return withFlatStep<EmptyState>(
+    {
+      init: () => EMPTY,
+      update: (grads, state, params) => {
+        if (params === undefined) return needParams();
+        return tidy(() => ({
+          updates: zipLeaves(
+            owner,
+            [
+              ['grads', grads],
+              ['params', params],
+            ],
+            ([u, p], path) =>
+              mask === undefined || mask(path)
+                ? tf.add(u as tf.Tensor, tf.mul(p as tf.Tensor, weightDecay))
+                : tf.clone(u as tf.Tensor),
+          ),
+          state,
+        }));
+      },
+    },
+    {
+      needsFlat: false,
+      update: (g, state, ctx, flatAhead) => {
+        const params = ctx.params() ?? needParams();
+        const { paths, sizes } = ctx.layout;
+        const decayed = paths.map((path) => mask === undefined || mask(path));
+        const decay = (u: tf.Tensor, p: tf.Tensor): tf.Tensor => tf.add(u, tf.mul(p, weightDecay));
+        if (!g.hasFlat && !flatAhead) {
+          // leaf by leaf; the others pass through (the run clones what it returns of its inputs)
+          const ps = params.leaves();
+          const us = g.leaves().map((u, i) => (decayed[i] ? decay(u, ps[i] as tf.Tensor) : u));
+          return { updates: Packed.ofLeaves(ctx.layout, us), state };
+        }
+        if (!decayed.some(Boolean)) return { updates: g, state };
+        const u = g.flat();
+        const d = decay(u, params.flat());
+        if (decayed.every(Boolean)) return { updates: Packed.ofFlat(ctx.layout, d), state };
+        // where(mask, u + wd p, u): the undecayed elements keep their bits (u + 0 would turn -0
+        // into +0)
+        const m = tf.tensor1d(maskOf(sizes, decayed), 'bool');
+        return { updates: Packed.ofFlat(ctx.layout, select(m, d, u)), state };
+      },
+    },
+  );
 }

@@ -210,12 +210,22 @@ describe('structure errors name the path', () => {
     tree.dispose(params);
   });
 
-  it('a state from other params (array length), with the names of the two trees', () => {
+  it('a state from other params: its flat moments have another length', () => {
     const opt = adam({ learningRate: 0.1 });
-    const params = makeParams();
-    const other = { ...(params as object), layers: [tf.scalar(1)] } as ParamTree;
+    const params = makeParams(); // 12 scalars in 4 leaves
+    const other = { ...(params as object), layers: [tf.scalar(1)] } as ParamTree; // 9
     const state = opt.init(other);
-    expectTreeError(() => opt.update(params, state, params), 'layers', 'adam', 'grads', 'state.mu');
+    expectTreeError(
+      () => opt.update(params, state, params),
+      'mu',
+      'adam',
+      'state.mu',
+      'shape [9]',
+      '12 scalars in 4 leaves',
+    );
+    // a moment tree shaped like the params (not the flat buffer init returns) is refused too
+    const treeState = [{ ...state[0], mu: params, nu: params }, state[1]];
+    expectTreeError(() => opt.update(params, treeState as never, params), 'mu', 'adam', 'flat');
     tree.dispose([params, state, other]);
   });
 
@@ -226,7 +236,21 @@ describe('structure errors name the path', () => {
     const grads = tree.map(params, (p, path) =>
       path === 'dense.bias' ? tf.zeros([3]) : tf.zerosLike(p),
     );
-    expectTreeError(() => opt.update(grads, state), 'dense.bias', 'rmsprop', '[3]', '[2]');
+    // with the params (as trainStep passes them) the path is named
+    expectTreeError(() => opt.update(grads, state, params), 'dense.bias', 'rmsprop', '[3]', '[2]');
+    const blocks: GradientTransformation[] = [
+      trace({ decay: 0.5 }),
+      scaleByAdam(),
+      scaleByRms(),
+      scaleByStddev(),
+    ];
+    for (const t of blocks) {
+      const s = t.init(params);
+      expectTreeError(() => t.update(grads, s, params), 'dense.bias', '[3]', '[2]');
+      tree.dispose(s);
+    }
+    // without them, the flat state's length does not match
+    expectTreeError(() => opt.update(grads, state), 'mu', 'rmsprop', 'shape [12]', '13 scalars');
     expectTreeError(() => applyUpdates(params, grads), 'dense.bias', 'applyUpdates');
     tree.dispose([params, state, grads]);
   });
