@@ -1,4 +1,6 @@
-import { describe, it, expect } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, it, expect, vi } from 'vitest';
 import fc from 'fast-check';
 import * as tf from '@tensorflow/tfjs-core';
 import vectors from '../vectors/jax-random.json';
@@ -23,6 +25,14 @@ import {
   wrapKey,
   type Key,
 } from '../../src/params/random';
+import {
+  fillBits,
+  kernelState,
+  normalFromBitsJs,
+  normalFromBitsWasm,
+  useJsKernels,
+} from '../../src/params/normalWasm';
+import { BIG_VALUES, CHUNK } from '../../src/params/normalWasmBytes';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -635,5 +645,189 @@ describe('tensor samplers', () => {
     expect(() => rademacher(k, 3 as unknown as number[])).toThrow(/expected a shape \(an array/);
     expect(() => bernoulli(k, [2, 2.5], 0.5)).toThrow(KeyError);
     expect(() => normal({} as unknown as Key, [2])).toThrow(/^normal: expected a PRNG key/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// the WebAssembly SIMD kernels (normalWasm.ts) against the plain-JS path they replace
+
+/** The float32 bit patterns of `f` (so that -0 and NaN payloads compare too). */
+const bitsOf = (f: Float32Array): Uint32Array => new Uint32Array(f.buffer, f.byteOffset, f.length);
+
+/** `run()` with the JS kernels forced, then restored. */
+function withJs<T>(run: () => T): T {
+  useJsKernels(true);
+  try {
+    return run();
+  } finally {
+    useJsKernels(false);
+  }
+}
+
+/** FNV-1a (32 bit) of some uint32 words. */
+function fnv1a(words: Uint32Array, h = 0x811c9dc5): number {
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ (words[i] as number), 0x01000193) >>> 0;
+  return h;
+}
+
+describe('WebAssembly kernels', () => {
+  it('are what Node 20 runs (fixed-width SIMD), so the comparisons below compare two paths', () => {
+    expect(kernelState()).toBe('wasm');
+    useJsKernels(true);
+    expect(kernelState()).toBe('js');
+    useJsKernels(false);
+    expect(kernelState()).toBe('wasm');
+  });
+
+  it('normalWasmBytes.ts is what scripts/gen-normal-wasm.mjs makes of its source', () => {
+    const out = execFileSync(process.execPath, ['scripts/gen-normal-wasm.mjs', '--check'], {
+      cwd: path.resolve(__dirname, '../..'),
+      encoding: 'utf8',
+    });
+    expect(out).toMatch(/is up to date/);
+  });
+
+  it('the normal transform is bit-identical to the JS one on all 2^23 inputs', () => {
+    // only bits >>> 9 matter; the low 9 bits are filled with a pattern to show they are ignored
+    const slice = 1 << 20;
+    const u = new Uint32Array(slice);
+    const js = new Float32Array(slice);
+    const wasm = new Float32Array(slice);
+    let mismatches = 0;
+    let first = -1;
+    let hJs = 0x811c9dc5;
+    let hWasm = 0x811c9dc5;
+    for (let base = 0; base < 1 << 23; base += slice) {
+      for (let i = 0; i < slice; i++) u[i] = (((base + i) << 9) | (((base + i) * 37) & 511)) >>> 0;
+      normalFromBitsJs(u, js, slice);
+      expect(normalFromBitsWasm(u, wasm, slice)).toBe(true);
+      const a = bitsOf(js);
+      const b = bitsOf(wasm);
+      for (let i = 0; i < slice; i++) {
+        if (a[i] !== b[i]) {
+          if (first < 0) first = base + i;
+          mismatches++;
+        }
+      }
+      hJs = fnv1a(a, hJs);
+      hWasm = fnv1a(b, hWasm);
+    }
+    expect({ mismatches, first }).toEqual({ mismatches: 0, first: -1 });
+    // and the table itself is pinned: the JS path's outputs for m = 0 .. 2^23 - 1, in order, as
+    // compared with JAX 0.10.2 on all of them (see normalWasm.ts)
+    expect(hJs.toString(16)).toBe('8c882731');
+    expect(hWasm).toBe(hJs);
+  });
+
+  it('give the same bits as the JS path for any key and size (odd sizes, 0, 1, chunk edges)', () => {
+    // CHUNK: the values per pass inside the module; BIG_VALUES: per call from JS
+    const sizes = fc.oneof(
+      fc.integer({ min: 0, max: 9 }),
+      fc.integer({ min: 0, max: 3 * CHUNK + 7 }),
+      fc.constantFrom(CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK - 3, 2 * CHUNK, 6656, 21_504),
+      fc.constantFrom(BIG_VALUES - 1, BIG_VALUES, BIG_VALUES + 1, 2 * BIG_VALUES + 3),
+    );
+    fc.assert(
+      fc.property(anyKey, sizes, (k, n) => {
+        const samplers: [string, () => Float32Array | Uint32Array][] = [
+          ['normal', () => normalArray(k, n)],
+          ['bits', () => bits(k, n)],
+          ['uniform [0, 1)', () => uniformArray(k, n)],
+          ['uniform [-2, 3)', () => uniformArray(k, n, -2, 3)],
+          ['rademacher', () => rademacherArray(k, n)],
+          ['bernoulli', () => bernoulliArray(k, n, 0.3)],
+        ];
+        for (const [name, draw] of samplers) {
+          const wasm = draw();
+          const js = withJs(draw);
+          expect(wasm.length, name).toBe(n);
+          const w = wasm instanceof Float32Array ? bitsOf(wasm) : wasm;
+          const j = js instanceof Float32Array ? bitsOf(js) : js;
+          let first = -1;
+          for (let i = 0; i < n && first < 0; i++) if (w[i] !== j[i]) first = i;
+          expect(first, `${name}, n = ${n}: the first index that differs`).toBe(-1);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('give the same bits as the JS path for a large draw (1e6 + 3 normals)', () => {
+    const k = key(2024);
+    const n = 1_000_003;
+    const wasm = normalArray(k, n);
+    const js = withJs(() => normalArray(k, n));
+    expect(fnv1a(bitsOf(wasm))).toBe(fnv1a(bitsOf(js)));
+  });
+
+  it('count across the 2^32 boundary of the counter as threefry2x32 does (both paths)', () => {
+    fc.assert(
+      fc.property(
+        anyKey,
+        fc.integer({ min: 0, max: 2 * CHUNK + 9 }),
+        fc.integer({ min: 1, max: 3 * CHUNK }),
+        (k, before, n) => {
+          // counters 2^32 - before .. 2^32 - before + n - 1: [0, lo] words, then [1, lo]
+          const start = 2 ** 32 - before;
+          const wasm = new Uint32Array(n);
+          fillBits(k[0], k[1], n, wasm, start);
+          const js = new Uint32Array(n);
+          withJs(() => fillBits(k[0], k[1], n, js, start));
+          expect(Array.from(wasm)).toEqual(Array.from(js));
+          for (const i of [0, before - 1, before, n - 1]) {
+            if (i < 0 || i >= n) continue;
+            const c = start + i;
+            const [b0, b1] = threefry2x32([k[0], k[1]], [Math.floor(c / 2 ** 32), c % 2 ** 32]);
+            expect(wasm[i], `counter ${c}`).toBe((b0 ^ b1) >>> 0);
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('fall back to JS where WebAssembly is missing or refuses the module, with the same values', async () => {
+    const k = key(5);
+    const expected = Array.from(bitsOf(normalArray(k, 1000)));
+    try {
+      // no WebAssembly at all
+      vi.resetModules();
+      vi.stubGlobal('WebAssembly', undefined);
+      const none = await import('../../src/params/normalWasm');
+      const r1 = await import('../../src/params/random');
+      expect(Array.from(bitsOf(r1.normalArray(k, 1000)))).toEqual(expected);
+      expect(none.kernelState()).toBe('js');
+      // WebAssembly without fixed-width SIMD: the module does not validate
+      vi.unstubAllGlobals();
+      const real0 = WebAssembly;
+      vi.resetModules();
+      vi.stubGlobal('WebAssembly', { ...real0, validate: () => false });
+      const noSimd = await import('../../src/params/normalWasm');
+      const r0 = await import('../../src/params/random');
+      expect(Array.from(bitsOf(r0.normalArray(k, 1000)))).toEqual(expected);
+      expect(noSimd.kernelState()).toBe('js');
+      // a synchronous compile refused (as on a browser's main thread): JS until the
+      // asynchronous compile is done, then WebAssembly
+      vi.unstubAllGlobals();
+      const real = WebAssembly;
+      vi.resetModules();
+      vi.stubGlobal('WebAssembly', {
+        ...real,
+        validate: real.validate,
+        instantiate: real.instantiate,
+        Module: function Module() {
+          throw new RangeError('WebAssembly.Compile is disallowed on the main thread');
+        },
+      });
+      const later = await import('../../src/params/normalWasm');
+      const r2 = await import('../../src/params/random');
+      expect(Array.from(bitsOf(r2.normalArray(k, 1000)))).toEqual(expected);
+      expect(later.kernelState()).toBe('pending');
+      await vi.waitFor(() => expect(later.kernelState()).toBe('wasm'));
+      expect(Array.from(bitsOf(r2.normalArray(k, 1000)))).toEqual(expected);
+    } finally {
+      vi.unstubAllGlobals();
+      vi.resetModules();
+    }
   });
 });
