@@ -18,7 +18,7 @@ import {
   type GaussianParams,
   type Prior,
 } from '../params/distributions';
-import { foldIn, normalArray, type Key } from '../params/random';
+import { foldIn, normalArray, normalArrayInto, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
 import {
   type Check,
@@ -511,7 +511,7 @@ export function sampleWeightBatched(
       const buf = new Float32Array(S * n);
       const sums = new Float32Array(S);
       keys.forEach((k, s) => {
-        buf.set(normalArray(k, n), s * n);
+        normalArrayInto(k, buf.subarray(s * n, (s + 1) * n));
         sums[s] = sumOfSquares(buf, s * n, (s + 1) * n, rs);
       });
       eps = tf.tensor(buf, [S, ...shape], 'float32');

@@ -532,6 +532,22 @@ export function normalArray(k: Key, n: number): Float32Array {
   return normalInto(kk, count);
 }
 
+/**
+ * `normalArrayInto(k: Key, out: Float32Array) -> out`: `normalArray(k, out.length)` written into
+ * `out` (e.g. a slice of a larger buffer), without allocating.
+ *
+ * @example
+ * ```ts
+ * const buf = new Float32Array(8);
+ * normalArrayInto(key(0), buf.subarray(0, 4)); normalArrayInto(key(1), buf.subarray(4));
+ * ```
+ */
+export function normalArrayInto(k: Key, out: Float32Array): Float32Array {
+  const kk = assertKey(k, 'normalArrayInto');
+  fillNormal(kk[0], kk[1], out.length, out);
+  return out;
+}
+
 function rademacherInto(k: Key, n: number): Float32Array {
   const { f, u } = bitsInPlace(k, n);
   // JAX: 2 * (uniform < 0.5) - 1, and uniform < 0.5 exactly when the top bit is 0.
