@@ -21,6 +21,15 @@
  * (`Conv2DBackpropInput`, `AvgPoolGrad`, `AvgPool3DGrad`, `Transpose`, `ScatterNd`, ...) are the
  * wasm package's own and agree with cpu.
  *
+ * Present on wasm, correct, but pathologically slow (replaced the same way; each section below
+ * says why): `BatchMatMul` (XNNPACK only for unbatched, untransposed products, a scalar loop at
+ * ~2 GFLOP/s otherwise, which is every product in a gradient), `Slice`, `Unpack`, `SplitV` (each
+ * slice copied the whole input first), `Concat`, `Pack` (a typed-array object per copied row),
+ * `Tanh` (scalar `tanhf`) and `Identity` (a copy, for every tensor tfjs saves for a gradient).
+ * They work on the wasm heap directly. Supplied besides: the fused LSTM and GRU cells that
+ * src/layers/rnn.ts runs on wasm (`BlitzLSTMCell`, `BlitzLSTMCellGrad`, `BlitzGRUCell`,
+ * `BlitzGRUCellGrad`).
+ *
  * How a kernel built from ops hands its result to the engine: the ops run inside `tf.tidy`, which
  * disposes every intermediate; the one result tensor survives the tidy, the kernel adds a backend
  * reference to its data (`backend.incRef`, as the wasm `Reshape` kernel does) and disposes the
@@ -745,6 +754,875 @@ const conv3dBackpropInputConfig = opsKernel(
 );
 
 // ---------------------------------------------------------------------------------------------
+// Kernels that work on the wasm heap directly: faster replacements of correct but slow wasm
+// kernels. They use these parts of tfjs-backend-wasm 4.22's `BackendWasm`: `dataIdMap` (each
+// tensor's heap offset and C++ tensor id), `makeOutput`, `typedArrayFromHeap`, `disposeData`,
+// `incRef`, `dataIdNextNumber` (the id counter), and of its module `cwrap`, `HEAPU8` and
+// `tfjs.registerTensor` / `tfjs.disposeData`. A view (a C++ tensor id registered over part of
+// another tensor's buffer, freed with `tfjs.disposeData`, which does not free memory) lets the C++
+// kernels read and write one batch entry in place.
+
+/** One tensor's entry in the wasm backend's data map. */
+interface WasmData {
+  readonly id: number;
+  readonly memoryOffset: number;
+  readonly shape: readonly number[];
+  readonly dtype: tf.DataType;
+}
+
+type Cwrapped = (...args: unknown[]) => void;
+
+interface WasmModule {
+  readonly HEAPU8: Uint8Array;
+  _malloc(bytes: number): number;
+  _free(offset: number): void;
+  cwrap(name: string, ret: null, args: readonly string[]): Cwrapped;
+  readonly tfjs: {
+    registerTensor(id: number, size: number, memoryOffset: number): void;
+    disposeData(id: number): void;
+  };
+}
+
+/** What the heap kernels need from the backend object they are given. */
+interface HeapBackend extends RefCountingBackend {
+  readonly wasm: WasmModule;
+  readonly dataIdMap: {
+    get(dataId: tf.DataId): WasmData | undefined;
+    has(dataId: tf.DataId): boolean;
+  };
+  dataIdNextNumber: number;
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: tf.DataId): boolean;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+function heapBackend(kernel: string, backend: unknown): HeapBackend {
+  const b = backend as Partial<HeapBackend> | null;
+  const ok =
+    typeof b === 'object' &&
+    b !== null &&
+    typeof b.makeOutput === 'function' &&
+    typeof b.typedArrayFromHeap === 'function' &&
+    typeof b.disposeData === 'function' &&
+    typeof b.incRef === 'function' &&
+    typeof b.dataIdNextNumber === 'number' &&
+    typeof b.dataIdMap?.get === 'function' &&
+    typeof b.dataIdMap.has === 'function' &&
+    typeof b.wasm?.cwrap === 'function' &&
+    typeof b.wasm._malloc === 'function' &&
+    typeof b.wasm._free === 'function' &&
+    typeof b.wasm.tfjs?.registerTensor === 'function' &&
+    typeof b.wasm.tfjs.disposeData === 'function';
+  if (!ok) fail(kernel, 'the backend is not a tfjs-backend-wasm 4.x BackendWasm');
+  return b as HeapBackend;
+}
+
+function dataOf(kernel: string, be: HeapBackend, t: tf.TensorInfo): WasmData {
+  const d = be.dataIdMap.get(t.dataId);
+  if (d === undefined) fail(kernel, 'an input has no data on the wasm backend');
+  return d;
+}
+
+const sizeOf = (shape: readonly number[]): number => shape.reduce((a, d) => a * d, 1);
+
+/** The wasm package's own kernel functions, kept when a replacement takes their place. */
+const originals = new Map<string, tf.KernelFunc>();
+
+function original(kernel: string): tf.KernelFunc {
+  const f = originals.get(kernel);
+  if (f === undefined) fail(kernel, "the wasm package's own kernel was not found");
+  return f;
+}
+
+/** A raw heap-level kernel config (marked as this module's, installing the replacements). */
+function heapKernel(kernelName: string, kernelFunc: tf.KernelFunc): tf.KernelConfig {
+  const config: tf.KernelConfig & { [MARK]: true } = {
+    kernelName,
+    backendName: BACKEND,
+    kernelFunc,
+    setupFunc: () => installReplacements(),
+    [MARK]: true,
+  };
+  return config;
+}
+
+// Slice, Unpack, SplitV. The wasm package's Slice starts with `backend.readSync(x)`, which copies
+// the WHOLE input out of the heap (`HEAPU8.slice`) before taking the slice; Unpack and SplitV call
+// it once per output, so unstacking T steps copies the input T times (quadratic: unstacking the
+// [32, 3, 32, 64] gradient of a 32-step recurrence moved 25 MB). These read the input in place.
+
+type HeapArray = Float32Array | Int32Array | Uint8Array;
+
+/** The dtypes whose data the wasm backend keeps on the heap (strings: the package's kernels). */
+const onHeap = (dtype: tf.DataType): boolean =>
+  dtype === 'float32' || dtype === 'int32' || dtype === 'bool';
+
+/** The whole heap as elements of `dtype`, and the shift from byte offsets to element indices. */
+function heapOf(be: HeapBackend, dtype: tf.DataType): { arr: HeapArray; shift: number } {
+  const buf = be.wasm.HEAPU8.buffer;
+  if (dtype === 'float32') return { arr: new Float32Array(buf), shift: 2 };
+  if (dtype === 'int32') return { arr: new Int32Array(buf), shift: 2 };
+  return { arr: new Uint8Array(buf), shift: 0 };
+}
+
+/** Copies `n` elements within the heap (short runs element by element: no call per run). */
+function copyRun(arr: HeapArray, dst: number, src: number, n: number): void {
+  if (n > 32) arr.copyWithin(dst, src, src + n);
+  else for (let k = 0; k < n; k++) arr[dst + k] = arr[src + k] as number;
+}
+
+/** A tensor's first element, as an index into `heapOf`'s array. */
+const start = (be: HeapBackend, t: tf.TensorInfo, shift: number): number =>
+  dataOf('heap kernel', be, t).memoryOffset >> shift;
+
+/**
+ * Copies the box `begin + [0, size)` of `x` (row-major, `shape`, from heap index `src`) to heap
+ * index `dst`: trailing axes that the box spans whole are merged with the last partial one into
+ * one contiguous run per copy.
+ */
+function copyBox(
+  arr: HeapArray,
+  src: number,
+  shape: readonly number[],
+  begin: readonly number[],
+  size: readonly number[],
+  dst: number,
+): void {
+  const rank = shape.length;
+  if (rank === 0) {
+    copyRun(arr, dst, src, 1);
+    return;
+  }
+  // axes j..rank-1 form one run: every axis after j is spanned whole
+  let j = rank - 1;
+  while (j > 0 && size[j] === shape[j]) j--;
+  let inner = 1;
+  for (let i = j + 1; i < rank; i++) inner *= shape[i] ?? 1;
+  const run = (size[j] ?? 1) * inner;
+  const strides = new Array<number>(j).fill(0);
+  let st = (shape[j] ?? 1) * inner;
+  for (let i = j - 1; i >= 0; i--) {
+    strides[i] = st;
+    st *= shape[i] ?? 1;
+  }
+  const base = src + (begin[j] ?? 0) * inner;
+  const rows = sizeOf(size.slice(0, j));
+  if (run === 0 || rows === 0) return;
+  const idx = new Array<number>(j).fill(0);
+  for (let r = 0, o = dst; r < rows; r++, o += run) {
+    let off = base;
+    for (let i = 0; i < j; i++) off += ((begin[i] ?? 0) + (idx[i] ?? 0)) * (strides[i] ?? 0);
+    copyRun(arr, o, off, run);
+    for (let i = j - 1; i >= 0; i--) {
+      const v = (idx[i] ?? 0) + 1;
+      if (v < (size[i] ?? 0)) {
+        idx[i] = v;
+        break;
+      }
+      idx[i] = 0;
+    }
+  }
+}
+
+/** Slices of `x`, each `begin_i + [0, size_i)`, as new outputs (made before any heap view). */
+function heapSlices(
+  be: HeapBackend,
+  x: tf.TensorInfo,
+  boxes: readonly { begin: number[]; size: number[] }[],
+): tf.TensorInfo[] {
+  const outs = boxes.map(({ size }) => be.makeOutput(size, x.dtype));
+  const { arr, shift } = heapOf(be, x.dtype);
+  const src = start(be, x, shift);
+  boxes.forEach(({ begin, size }, i) => {
+    const out = outs[i] as tf.TensorInfo;
+    if (sizeOf(size) > 0) copyBox(arr, src, x.shape, begin, size, start(be, out, shift));
+  });
+  return outs;
+}
+
+/**
+ * The inputs side by side along `axis` (all of one dtype, equal shapes but along `axis`), into a
+ * new output of `outShape`: for each index of the axes before `axis`, one run per input.
+ */
+function heapConcat(
+  be: HeapBackend,
+  inputs: readonly tf.TensorInfo[],
+  axis: number,
+  outShape: number[],
+): tf.TensorInfo {
+  const dtype = (inputs[0] as tf.TensorInfo).dtype;
+  const out = be.makeOutput(outShape, dtype);
+  const outer = sizeOf(outShape.slice(0, axis));
+  const parts = inputs
+    .map((t) => ({ t, inner: sizeOf(t.shape.slice(axis)) }))
+    .filter((p) => p.inner > 0);
+  if (outer === 0 || parts.length === 0) return out;
+  const { arr, shift } = heapOf(be, dtype);
+  let o = start(be, out, shift);
+  const srcs = parts.map((p) => start(be, p.t, shift));
+  for (let r = 0; r < outer; r++) {
+    parts.forEach((p, i) => {
+      copyRun(arr, o, (srcs[i] as number) + r * p.inner, p.inner);
+      o += p.inner;
+    });
+  }
+  return out;
+}
+
+const sliceConfig = heapKernel('Slice', (args) => {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['x'];
+  if (x === undefined) fail('Slice', "missing input 'x'");
+  if (!onHeap(x.dtype)) return original('Slice')(args);
+  const be = heapBackend('Slice', backend);
+  const a = attrs as unknown as { begin: number | number[]; size?: number | number[] };
+  const [begin = [], size = []] = tf.slice_util.parseSliceParams(x, a.begin, a.size);
+  return heapSlices(be, x, [{ begin, size }])[0] as tf.TensorInfo;
+});
+
+const unpackConfig = heapKernel('Unpack', (args) => {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['value'];
+  if (x === undefined) fail('Unpack', "missing input 'value'");
+  if (!onHeap(x.dtype)) return original('Unpack')(args);
+  const be = heapBackend('Unpack', backend);
+  const rank = x.shape.length;
+  let axis = (attrs as unknown as { axis: number }).axis;
+  if (axis < 0) axis += rank;
+  const n = x.shape[axis] ?? 0;
+  const outShape = x.shape.filter((_, i) => i !== axis);
+  const size = x.shape.map((d, i) => (i === axis ? 1 : d));
+  const boxes = Array.from({ length: n }, (_, k) => ({
+    begin: x.shape.map((_, i) => (i === axis ? k : 0)),
+    size,
+  }));
+  return heapSlices(be, x, boxes).map(({ dataId, dtype }) => ({ dataId, dtype, shape: outShape }));
+});
+
+const splitVConfig = heapKernel('SplitV', (args) => {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['x'];
+  if (x === undefined) fail('SplitV', "missing input 'x'");
+  if (!onHeap(x.dtype)) return original('SplitV')(args);
+  const be = heapBackend('SplitV', backend);
+  const a = attrs as unknown as { numOrSizeSplits: number | number[]; axis: number | number[] };
+  const axis = tf.util.parseAxisParam(a.axis, x.shape)[0] ?? 0;
+  const sizes = tf.backend_util.prepareSplitSize(x, a.numOrSizeSplits, axis);
+  let at = 0;
+  const boxes = sizes.map((s) => {
+    const begin = x.shape.map((_, i) => (i === axis ? at : 0));
+    at += s;
+    return { begin, size: x.shape.map((d, i) => (i === axis ? s : d)) };
+  });
+  return heapSlices(be, x, boxes);
+});
+
+// Concat, Pack. The wasm package's copy one run per row and input through `subarray` + `set`
+// (a typed-array object per run): concatenating a step's [S, B, F] and [S, B, H] took ~100 us.
+// These copy short runs element by element and long ones with `copyWithin`, within the heap.
+
+const concatConfig = heapKernel('Concat', (args) => {
+  const { inputs, attrs, backend } = args;
+  const list = Object.values(inputs).filter((t): t is tf.TensorInfo => t !== undefined);
+  const first = list[0];
+  if (first === undefined) fail('Concat', 'no inputs');
+  if (!onHeap(first.dtype)) return original('Concat')(args);
+  const be = heapBackend('Concat', backend);
+  const a = attrs as unknown as { axis: number | number[] };
+  const axis = tf.util.parseAxisParam(a.axis, first.shape)[0] ?? 0;
+  const shapes = list.map((t) => t.shape);
+  tf.backend_util.assertParamsConsistent(shapes, axis);
+  const outShape = tf.backend_util.computeOutShape(shapes, axis);
+  const nonEmpty = list.filter((t) => sizeOf(t.shape) > 0);
+  if (nonEmpty.length === 1) {
+    const x = nonEmpty[0] as tf.TensorInfo;
+    be.incRef(x.dataId);
+    return { dataId: x.dataId, shape: outShape, dtype: x.dtype };
+  }
+  return heapConcat(be, list, axis, outShape);
+});
+
+const packConfig = heapKernel('Pack', (args) => {
+  const { inputs, attrs, backend } = args;
+  const list = Object.values(inputs).filter((t): t is tf.TensorInfo => t !== undefined);
+  const first = list[0];
+  if (first === undefined) fail('Pack', 'no inputs');
+  if (!onHeap(first.dtype)) return original('Pack')(args);
+  const be = heapBackend('Pack', backend);
+  const rank = first.shape.length;
+  let axis = (attrs as unknown as { axis: number }).axis;
+  if (axis < 0) axis += rank + 1;
+  for (const t of list) {
+    tf.util.assertShapesMatch(
+      first.shape,
+      t.shape,
+      'All tensors passed to stack must have matching shapes',
+    );
+    tf.util.assert(
+      t.dtype === first.dtype,
+      () => 'All tensors passed to stack must have matching dtypes',
+    );
+  }
+  const outShape = [...first.shape.slice(0, axis), list.length, ...first.shape.slice(axis)];
+  if (list.length === 1) {
+    be.incRef(first.dataId);
+    return { dataId: first.dataId, shape: outShape, dtype: first.dtype };
+  }
+  return heapConcat(be, list, axis, outShape);
+});
+
+// Tanh. The wasm package's is a scalar loop over C's float `tanhf` (~16 ns an element, up to 2 ulp
+// from the exact value). This one evaluates Eigen's rational approximation of tanh (numerator of
+// degree 13, denominator 6; `generic_fast_tanh_float`) in double precision, ~4 ns an element:
+// relative error <= 1.3e-7 (<= 3 ulp of float32; 80% of values round exactly as `Math.tanh`, the
+// cpu backend's). Beyond |x| = 7.9, where the approximation was not fitted, `1 - 2 exp(-2|x|)`;
+// below |x| = 4e-4, x.
+const T1 = 4.89352455891786e-3;
+const T3 = 6.37261928875436e-4;
+const T5 = 1.48572235717979e-5;
+const T7 = 5.12229709037114e-8;
+const T9 = -8.60467152213735e-11;
+const T11 = 2.00018790482477e-13;
+const T13 = -2.76076847742355e-16;
+const U0 = 4.89352518554385e-3;
+const U2 = 2.268434632439e-3;
+const U4 = 1.18534705686654e-4;
+const U6 = 1.19825839466702e-6;
+
+/** tanh(x) to float32 accuracy (see above). */
+function fastTanh(x: number): number {
+  const x2 = x * x;
+  // tanh x = x (1 - x^2 / 3 + ...): x to float32 precision
+  if (x2 < 1.6e-7) return x;
+  if (!(x2 <= 62.41)) {
+    if (x !== x) return x; // NaN
+    return x > 0 ? 1 - 2 * Math.exp(-2 * x) : 2 * Math.exp(2 * x) - 1;
+  }
+  const p = x * (T1 + x2 * (T3 + x2 * (T5 + x2 * (T7 + x2 * (T9 + x2 * (T11 + x2 * T13))))));
+  return p / (U0 + x2 * (U2 + x2 * (U4 + x2 * U6)));
+}
+
+const tanhConfig = heapKernel('Tanh', (args) => {
+  const { inputs, backend } = args;
+  const x = inputs['x'];
+  if (x === undefined) fail('Tanh', "missing input 'x'");
+  if (x.dtype !== 'float32') return original('Tanh')(args);
+  const be = heapBackend('Tanh', backend);
+  const out = be.makeOutput([...x.shape], 'float32');
+  const { arr } = heapOf(be, 'float32');
+  const src = start(be, x, 2);
+  const dst = start(be, out, 2);
+  for (let i = 0, n = sizeOf(x.shape); i < n; i++) arr[dst + i] = fastTanh(arr[src + i] as number);
+  return out;
+});
+
+// Identity. The wasm package's Identity copies the data; tensors are immutable, so the cpu
+// backend's (one more reference to the same data) is enough. tfjs clones every tensor it saves
+// for a gradient (and `Cast`'s gradient is a clone), so on wasm each saved tensor was a copy.
+const identityConfig = heapKernel('Identity', ({ inputs, backend }) => {
+  const x = inputs['x'];
+  if (x === undefined) fail('Identity', "missing input 'x'");
+  if (!hasIncRef(backend)) fail('Identity', 'the backend has no incRef(dataId)');
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+});
+
+// BatchMatMul. tfjs-backend-wasm 4.22 (src/cc/batch_mat_mul_impl.cc, `fused_batch_mat_mul`)
+// calls XNNPACK's fully-connected operator only when both operands have batch 1 and neither is
+// transposed; every other case (any batch > 1, transposeA or transposeB, so every matMul in a
+// gradient) runs `slow_batch_matmul`, a scalar blocked triple loop that walks `b` by columns:
+// ~1.5-3 GFLOP/s against XNNPACK's ~30. This kernel transposes a transposed operand explicitly
+// (the wasm Transpose kernel, linear in its size), then runs XNNPACK on contiguous 2-D blocks: a
+// batched `a` against a shared `b` as one `[batch * M, K] x [K, N]` product, otherwise one product
+// per batch entry on views of the operands and the output.
+//
+// XNNPACK packs `b` (the weights of its fully-connected operator) when the operator is created
+// and caches the operator by the C++ id of `b`, until that id is disposed. A `b` that is used
+// again (the recurrent weights at every step of a sequence, forward and backward) keeps its batch
+// entries (transposed if need be, in a buffer outside the tensor store) as ids in a small cache, so
+// that each is transposed and packed once instead of at every call: a `b` enters the cache the
+// second time it is seen, the least recently used of `B_CACHE_SIZE` entries is evicted, and an
+// entry whose tensor has been disposed is released at the next call (tensors are immutable: a live
+// data id always has the same values).
+
+/** The wasm module's C functions that the heap kernels call. */
+interface WasmFns {
+  readonly matMul: Cwrapped;
+  readonly transpose: Cwrapped;
+  readonly sigmoid: Cwrapped;
+}
+
+const wasmFns = new WeakMap<WasmModule, WasmFns>();
+
+function wasmFunctions(be: HeapBackend): WasmFns {
+  let f = wasmFns.get(be.wasm);
+  if (f === undefined) {
+    const n = 'number';
+    const arr = 'array';
+    f = {
+      matMul: be.wasm.cwrap('BatchMatMul', null, [n, arr, n, n, arr, n, n, n, n]),
+      transpose: be.wasm.cwrap('Transpose', null, [n, arr, n, n, n, arr, n]),
+      sigmoid: be.wasm.cwrap('Sigmoid', null, [n, n]),
+    };
+    wasmFns.set(be.wasm, f);
+  }
+  return f;
+}
+
+const int32Bytes = (xs: readonly number[]): Uint8Array => new Uint8Array(new Int32Array(xs).buffer);
+
+/** A C++ tensor id over `size` floats of the heap at byte `offset` (dispose with `dropView`). */
+function view(be: HeapBackend, offset: number, size: number): number {
+  const id = be.dataIdNextNumber++;
+  be.wasm.tfjs.registerTensor(id, size, offset);
+  return id;
+}
+
+const dropView = (be: HeapBackend, id: number): void => be.wasm.tfjs.disposeData(id);
+
+/** `[batch, r, c] -> [batch, c, r]` of the float32 buffer `id` into the buffer `outId`. */
+function transposeInto(
+  be: HeapBackend,
+  id: number,
+  batch: number,
+  r: number,
+  c: number,
+  outId: number,
+) {
+  const shape = batch === 1 ? [r, c] : [batch, r, c];
+  const perm = batch === 1 ? [1, 0] : [0, 2, 1];
+  const { transpose } = wasmFunctions(be);
+  transpose(id, int32Bytes(shape), shape.length, 0, outId, int32Bytes(perm), perm.length);
+}
+
+/** `[batch, r, c] -> [batch, c, r]` of a float32 buffer, as a new output. */
+function transposeLast2(be: HeapBackend, id: number, batch: number, r: number, c: number) {
+  const out = be.makeOutput([batch, c, r], 'float32');
+  transposeInto(be, id, batch, r, c, (be.dataIdMap.get(out.dataId) as WasmData).id);
+  return out;
+}
+
+/** A cached `b`: one id per batch entry, over the tensor or over `raw` (its transpose). */
+interface BEntry {
+  readonly wasm: WasmModule;
+  readonly dataId: tf.DataId;
+  readonly key: string;
+  readonly ids: readonly number[];
+  /** Heap offset of the transposed copy (0: none). */
+  readonly raw: number;
+}
+
+const B_CACHE_SIZE = 8;
+/** Most recently used first. */
+let bCache: BEntry[] = [];
+/** The `b` operands seen once (data id and key), most recent first: candidates for the cache. */
+let bSeen: { readonly dataId: tf.DataId; readonly key: string }[] = [];
+
+function releaseB(e: BEntry): void {
+  for (const id of e.ids) e.wasm.tfjs.disposeData(id);
+  if (e.raw !== 0) e.wasm._free(e.raw);
+}
+
+/** Releases the entries whose tensor is gone (entries of another, disposed, module are dropped). */
+function sweepB(be: HeapBackend): void {
+  bCache = bCache.filter((e) => {
+    if (e.wasm !== be.wasm) return false;
+    if (be.dataIdMap.has(e.dataId)) return true;
+    releaseB(e);
+    return false;
+  });
+  bSeen = bSeen.filter((e) => be.dataIdMap.has(e.dataId));
+}
+
+/** The cached ids of `b`'s untransposed `[K, N]` batch entries, or undefined (not cached). */
+function cachedB(
+  be: HeapBackend,
+  b: tf.TensorInfo,
+  batchB: number,
+  K: number,
+  N: number,
+  transposeB: boolean,
+): readonly number[] | undefined {
+  sweepB(be);
+  const key = `${batchB},${K},${N},${transposeB}`;
+  const at = bCache.findIndex((e) => e.dataId === b.dataId && e.key === key);
+  if (at >= 0) {
+    const e = bCache[at] as BEntry;
+    if (at > 0) bCache = [e, ...bCache.slice(0, at), ...bCache.slice(at + 1)];
+    return e.ids;
+  }
+  const seen = bSeen.findIndex((e) => e.dataId === b.dataId && e.key === key);
+  if (seen < 0) {
+    bSeen = [{ dataId: b.dataId, key }, ...bSeen.slice(0, B_CACHE_SIZE - 1)];
+    return undefined;
+  }
+  bSeen = bSeen.filter((_, i) => i !== seen);
+  const d = dataOf('BatchMatMul', be, b);
+  const size = K * N;
+  let base = d.memoryOffset;
+  let raw = 0;
+  if (transposeB) {
+    raw = be.wasm._malloc(batchB * size * 4) >>> 0;
+    const rawId = view(be, raw, batchB * size);
+    transposeInto(be, d.id, batchB, N, K, rawId);
+    dropView(be, rawId);
+    base = raw;
+  }
+  const ids = Array.from({ length: batchB }, (_, j) => view(be, base + j * size * 4, size));
+  bCache = [{ wasm: be.wasm, dataId: b.dataId, key, ids, raw }, ...bCache];
+  while (bCache.length > B_CACHE_SIZE) releaseB(bCache.pop() as BEntry);
+  return ids;
+}
+
+const batchMatMulConfig = heapKernel('BatchMatMul', ({ inputs, backend, attrs }) => {
+  const k = 'BatchMatMul';
+  const be = heapBackend(k, backend);
+  const a = inputs['a'];
+  const b = inputs['b'];
+  if (a === undefined || b === undefined) fail(k, "missing input 'a' or 'b'");
+  const { transposeA, transposeB } = attrs as unknown as {
+    transposeA: boolean;
+    transposeB: boolean;
+  };
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') {
+    throw new Error(`BatchMatMul for non non-float32 tensors not yet supported.`);
+  }
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const K = (transposeA ? a.shape[ra - 2] : a.shape[ra - 1]) ?? 0;
+  const kb = (transposeB ? b.shape[rb - 1] : b.shape[rb - 2]) ?? 0;
+  const M = (transposeA ? a.shape[ra - 1] : a.shape[ra - 2]) ?? 0;
+  const N = (transposeB ? b.shape[rb - 2] : b.shape[rb - 1]) ?? 0;
+  const batchA = sizeOf(a.shape.slice(0, -2));
+  const batchB = sizeOf(b.shape.slice(0, -2));
+  const outer = tf.broadcast_util.assertAndGetBroadcastShape(
+    a.shape.slice(0, -2),
+    b.shape.slice(0, -2),
+  );
+  tf.util.assert(
+    K === kb,
+    () =>
+      `Error in matMul: inner shapes (${K}) and (${kb}) of Tensors with shapes ${a.shape} and ` +
+      `${b.shape} and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
+  );
+  const batch = Math.max(batchA, batchB);
+  const out = be.makeOutput([batch, M, N], 'float32');
+  const outShape = [...outer, M, N];
+  if (batch * M * N === 0) return { ...out, shape: outShape };
+  if (K === 0) {
+    (be.typedArrayFromHeap(out) as Float32Array).fill(0);
+    return { ...out, shape: outShape };
+  }
+  const temps: tf.TensorInfo[] = [];
+  const views: number[] = [];
+  // a as a contiguous, untransposed [batchA, M, K] buffer
+  let dA = dataOf(k, be, a);
+  if (transposeA) {
+    const tt = transposeLast2(be, dA.id, batchA, K, M);
+    temps.push(tt);
+    dA = dataOf(k, be, tt);
+  }
+  // b's batch entries as untransposed [K, N] buffers
+  let bIds: readonly number[] | undefined =
+    batchB > 1 || transposeB ? cachedB(be, b, batchB, K, N, transposeB) : undefined;
+  if (bIds === undefined) {
+    let dB = dataOf(k, be, b);
+    if (transposeB) {
+      const tt = transposeLast2(be, dB.id, batchB, N, K);
+      temps.push(tt);
+      dB = dataOf(k, be, tt);
+    }
+    const { id, memoryOffset } = dB;
+    bIds =
+      batchB === 1
+        ? [id]
+        : Array.from({ length: batchB }, (_, j) => {
+            const v = view(be, memoryOffset + j * K * N * 4, K * N);
+            views.push(v);
+            return v;
+          });
+  }
+  const O = dataOf(k, be, out);
+  const { matMul } = wasmFunctions(be);
+  const run = (aId: number, rows: number, bId: number, oId: number): void =>
+    matMul(aId, int32Bytes([1, rows, K]), 3, bId, int32Bytes([1, K, N]), 3, false, false, oId);
+  if (batchB === 1) {
+    // [batch * M, K] x [K, N]: the batch entries of a are consecutive rows
+    run(dA.id, batch * M, bIds[0] as number, O.id);
+  } else {
+    for (let i = 0; i < batch; i++) {
+      const ai = batchA === 1 ? dA.id : view(be, dA.memoryOffset + (i % batchA) * M * K * 4, M * K);
+      const oi = view(be, O.memoryOffset + i * M * N * 4, M * N);
+      run(ai, M, bIds[i % batchB] as number, oi);
+      if (ai !== dA.id) dropView(be, ai);
+      dropView(be, oi);
+    }
+  }
+  for (const v of views) dropView(be, v);
+  for (const t of temps) be.disposeData(t.dataId);
+  return { ...out, shape: outShape };
+});
+
+// ---------------------------------------------------------------------------------------------
+// Fused recurrent cells (src/layers/rnn.ts runs them on wasm): the elementwise part of one LSTM or
+// GRU step, forward and backward, as one kernel instead of ~10 tfjs ops. The gate pre-activations
+// `pre [S, B, 4H]` (gate blocks of H columns) come from the step's matMul; the sigmoids are the
+// wasm package's (XNNPACK), the tanhs `fastTanh`, the rest a loop over the heap in double
+// precision, each stored value rounded to float32.
+//
+//   BlitzLSTMCell     {pre, c, x?} -> [h, c, act [5, S, B, H] (i, f, g, o, tanh c), a?, aT?]
+//   BlitzLSTMCellGrad {dy, dh?, dc, act, cPrev} -> [dpre [S, B, 4H], dcPrev]
+//   BlitzGRUCell      {pre, h, x?} -> [h, act [4, S, B, H] (r, z, n, h U_n + b_hn), a?, aT?]
+//   BlitzGRUCellGrad  {dy, dh?, dhz?, act, hPrev} -> [dpre, dhz = dh * z]
+//
+// `x [S, B, F']` given: `a = [x, h]`, the next step's matMul input, and with the attribute
+// `transposed: true` also `aT`, its transpose `[S, F' + H, B]` (the weight gradient's operand, built
+// step by step while it is in cache: transposing all steps at once costs ~7 ns an element, mostly
+// cache misses). `dh`, `dhz`: gradient parts of
+// the step's output h added to `dy` (the recurrent `dpre W_hh^T` of the step after, and the GRU's
+// direct `dh z` of the step after). Not differentiable (the recurrence's gradient calls the grad
+// kernels).
+
+const fround = Math.fround;
+
+/** Element index of a float32 tensor in `heapOf(be, 'float32').arr`. */
+const f32At = (be: HeapBackend, t: tf.TensorInfo | undefined): number =>
+  t === undefined ? -1 : start(be, t, 2);
+
+/** The float32 inputs of a cell kernel, checked: `pre`-like `[S, B, 4H]` and `[S, B, H]` ones. */
+function cellInputs(
+  kernel: string,
+  inputs: tf.NamedTensorInfoMap,
+  wide: string,
+  names: readonly string[],
+): { S: number; B: number; H: number } {
+  const w = inputs[wide];
+  if (w === undefined || w.shape.length !== 3) fail(kernel, `input '${wide}' must be rank 3`);
+  const [S = 0, B = 0, G = 0] = w.shape;
+  const H = G / 4;
+  for (const n of names) {
+    const t = inputs[n];
+    if (t === undefined) continue;
+    if (t.dtype !== 'float32') fail(kernel, `input '${n}' must be float32`);
+  }
+  return { S, B, H };
+}
+
+/** `sigmoid(pre)` into a scratch output (dispose it). */
+function scratchSigmoid(be: HeapBackend, pre: tf.TensorInfo): tf.TensorInfo {
+  const sig = be.makeOutput([...pre.shape], 'float32');
+  wasmFunctions(be).sigmoid(dataOf('cell', be, pre).id, dataOf('cell', be, sig).id);
+  return sig;
+}
+
+/** Writes `a = [x, h]` row by row (x `[n, F']`, h `[n, H]`). */
+/**
+ * Writes `a = [x, h]` row by row (x `[S, B, F']`, h `[S, B, H]`) and, at `aT >= 0`, its transpose
+ * per sample `[S, F' + H, B]`.
+ */
+function writeA(
+  arr: HeapArray,
+  [a, aT]: readonly [number, number],
+  x: number,
+  h: number,
+  [S, B, F, H]: readonly [number, number, number, number],
+): void {
+  const K = F + H;
+  for (let r = 0; r < S * B; r++) {
+    copyRun(arr, a + r * K, x + r * F, F);
+    copyRun(arr, a + r * K + F, h + r * H, H);
+  }
+  if (aT < 0) return;
+  for (let s = 0; s < S; s++) {
+    const src = a + s * B * K;
+    const dst = aT + s * K * B;
+    for (let b = 0; b < B; b++)
+      for (let k = 0; k < K; k++) arr[dst + k * B + b] = arr[src + b * K + k] as number;
+  }
+}
+
+/** The outputs `a` and (attribute `transposed`) `aT` of a cell kernel given `x`. */
+function aOutputs(
+  be: HeapBackend,
+  x: tf.TensorInfo | undefined,
+  attrs: tf.NamedAttrMap | undefined,
+  [S, B, H]: readonly [number, number, number],
+): tf.TensorInfo[] {
+  if (x === undefined) return [];
+  const K = (x.shape[2] ?? 0) + H;
+  const a = be.makeOutput([S, B, K], 'float32');
+  return attrs?.['transposed'] === true ? [a, be.makeOutput([S, K, B], 'float32')] : [a];
+}
+
+const lstmCellConfig = heapKernel('BlitzLSTMCell', ({ inputs, backend, attrs }) => {
+  const k = 'BlitzLSTMCell';
+  const be = heapBackend(k, backend);
+  const { S, B, H } = cellInputs(k, inputs, 'pre', ['pre', 'c', 'x']);
+  const n = S * B;
+  const pre = inputs['pre'] as tf.TensorInfo;
+  const x = inputs['x'];
+  const F = x ? (x.shape[2] ?? 0) : 0;
+  const h = be.makeOutput([S, B, H], 'float32');
+  const c = be.makeOutput([S, B, H], 'float32');
+  const act = be.makeOutput([5, S, B, H], 'float32');
+  const as = aOutputs(be, x, attrs, [S, B, H]);
+  const sig = scratchSigmoid(be, pre);
+  const { arr } = heapOf(be, 'float32');
+  const [P, SG, C0, HO, CO, A] = [pre, sig, inputs['c'], h, c, act].map((t) => f32At(be, t)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const m = n * H;
+  for (let r = 0; r < n; r++) {
+    const g4 = r * 4 * H;
+    for (let j = 0; j < H; j++) {
+      const e = r * H + j;
+      const i = arr[SG + g4 + j] as number;
+      const f = arr[SG + g4 + H + j] as number;
+      const g = fround(fastTanh(arr[P + g4 + 2 * H + j] as number));
+      const o = arr[SG + g4 + 3 * H + j] as number;
+      const cn = fround(f * (arr[C0 + e] as number) + i * g);
+      const tc = fround(fastTanh(cn));
+      arr[CO + e] = cn;
+      arr[HO + e] = o * tc;
+      arr[A + e] = i;
+      arr[A + m + e] = f;
+      arr[A + 2 * m + e] = g;
+      arr[A + 3 * m + e] = o;
+      arr[A + 4 * m + e] = tc;
+    }
+  }
+  if (x) writeA(arr, [f32At(be, as[0]), f32At(be, as[1])], f32At(be, x), HO, [S, B, F, H]);
+  be.disposeData(sig.dataId);
+  return [h, c, act, ...as];
+});
+
+const lstmCellGradConfig = heapKernel('BlitzLSTMCellGrad', ({ inputs, backend }) => {
+  const k = 'BlitzLSTMCellGrad';
+  const be = heapBackend(k, backend);
+  const dy = inputs['dy'];
+  if (dy === undefined || dy.shape.length !== 3) fail(k, "input 'dy' must be rank 3");
+  const [S = 0, B = 0, H = 0] = dy.shape;
+  const n = S * B;
+  const dpre = be.makeOutput([S, B, 4 * H], 'float32');
+  const dcPrev = be.makeOutput([S, B, H], 'float32');
+  const { arr } = heapOf(be, 'float32');
+  const DY = f32At(be, dy);
+  const DH = f32At(be, inputs['dh']);
+  const DC = f32At(be, inputs['dc']);
+  const A = f32At(be, inputs['act']);
+  const CP = f32At(be, inputs['cPrev']);
+  const DP = f32At(be, dpre);
+  const DCP = f32At(be, dcPrev);
+  const m = n * H;
+  for (let r = 0; r < n; r++) {
+    const g4 = r * 4 * H;
+    for (let j = 0; j < H; j++) {
+      const e = r * H + j;
+      const dh = (arr[DY + e] as number) + (DH < 0 ? 0 : (arr[DH + e] as number));
+      const i = arr[A + e] as number;
+      const f = arr[A + m + e] as number;
+      const g = arr[A + 2 * m + e] as number;
+      const o = arr[A + 3 * m + e] as number;
+      const tc = arr[A + 4 * m + e] as number;
+      const dc = (arr[DC + e] as number) + dh * o * (1 - tc * tc);
+      arr[DP + g4 + j] = dc * g * i * (1 - i);
+      arr[DP + g4 + H + j] = dc * (arr[CP + e] as number) * f * (1 - f);
+      arr[DP + g4 + 2 * H + j] = dc * i * (1 - g * g);
+      arr[DP + g4 + 3 * H + j] = dh * tc * o * (1 - o);
+      arr[DCP + e] = dc * f;
+    }
+  }
+  return [dpre, dcPrev];
+});
+
+const gruCellConfig = heapKernel('BlitzGRUCell', ({ inputs, backend, attrs }) => {
+  const k = 'BlitzGRUCell';
+  const be = heapBackend(k, backend);
+  const { S, B, H } = cellInputs(k, inputs, 'pre', ['pre', 'h', 'x']);
+  const n = S * B;
+  const pre = inputs['pre'] as tf.TensorInfo;
+  const x = inputs['x'];
+  const F = x ? (x.shape[2] ?? 0) : 0;
+  const h = be.makeOutput([S, B, H], 'float32');
+  const act = be.makeOutput([4, S, B, H], 'float32');
+  const as = aOutputs(be, x, attrs, [S, B, H]);
+  const sig = scratchSigmoid(be, pre);
+  const { arr } = heapOf(be, 'float32');
+  const [P, SG, H0, HO, A] = [pre, sig, inputs['h'], h, act].map((t) => f32At(be, t)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const m = n * H;
+  for (let r = 0; r < n; r++) {
+    const g4 = r * 4 * H;
+    for (let j = 0; j < H; j++) {
+      const e = r * H + j;
+      const rr = arr[SG + g4 + j] as number;
+      const z = arr[SG + g4 + H + j] as number;
+      const pn = arr[P + g4 + 3 * H + j] as number;
+      const nn = fround(fastTanh(fround((arr[P + g4 + 2 * H + j] as number) + fround(rr * pn))));
+      const hp = arr[H0 + e] as number;
+      arr[HO + e] = nn + z * (hp - nn);
+      arr[A + e] = rr;
+      arr[A + m + e] = z;
+      arr[A + 2 * m + e] = nn;
+      arr[A + 3 * m + e] = pn;
+    }
+  }
+  if (x) writeA(arr, [f32At(be, as[0]), f32At(be, as[1])], f32At(be, x), HO, [S, B, F, H]);
+  be.disposeData(sig.dataId);
+  return [h, act, ...as];
+});
+
+const gruCellGradConfig = heapKernel('BlitzGRUCellGrad', ({ inputs, backend }) => {
+  const k = 'BlitzGRUCellGrad';
+  const be = heapBackend(k, backend);
+  const dy = inputs['dy'];
+  if (dy === undefined || dy.shape.length !== 3) fail(k, "input 'dy' must be rank 3");
+  const [S = 0, B = 0, H = 0] = dy.shape;
+  const n = S * B;
+  const dpre = be.makeOutput([S, B, 4 * H], 'float32');
+  const dhz = be.makeOutput([S, B, H], 'float32');
+  const { arr } = heapOf(be, 'float32');
+  const DY = f32At(be, dy);
+  const DH = f32At(be, inputs['dh']);
+  const DZ = f32At(be, inputs['dhz']);
+  const A = f32At(be, inputs['act']);
+  const HP = f32At(be, inputs['hPrev']);
+  const DP = f32At(be, dpre);
+  const DHZ = f32At(be, dhz);
+  const m = n * H;
+  for (let r = 0; r < n; r++) {
+    const g4 = r * 4 * H;
+    for (let j = 0; j < H; j++) {
+      const e = r * H + j;
+      let dh = arr[DY + e] as number;
+      if (DH >= 0) dh += arr[DH + e] as number;
+      if (DZ >= 0) dh += arr[DZ + e] as number;
+      const rr = arr[A + e] as number;
+      const z = arr[A + m + e] as number;
+      const nn = arr[A + 2 * m + e] as number;
+      const pn = arr[A + 3 * m + e] as number;
+      const dpn = dh * (1 - z) * (1 - nn * nn);
+      arr[DP + g4 + j] = dpn * pn * rr * (1 - rr);
+      arr[DP + g4 + H + j] = dh * ((arr[HP + e] as number) - nn) * z * (1 - z);
+      arr[DP + g4 + 2 * H + j] = dpn;
+      arr[DP + g4 + 3 * H + j] = dpn * rr;
+      arr[DHZ + e] = dh * z;
+    }
+  }
+  return [dpre, dhz];
+});
+
+// ---------------------------------------------------------------------------------------------
 
 /** The kernels the wasm backend lacks; registered by `registerWasmKernels` unless present. */
 export const WASM_SUPPLIED_KERNELS: readonly string[] = Object.freeze([
@@ -752,14 +1630,31 @@ export const WASM_SUPPLIED_KERNELS: readonly string[] = Object.freeze([
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
   'UnsortedSegmentSum',
+  'BlitzLSTMCell',
+  'BlitzLSTMCellGrad',
+  'BlitzGRUCell',
+  'BlitzGRUCellGrad',
 ]);
 
-/** The wasm backend's own kernels that compute wrong results and that this module replaces. */
+/**
+ * The wasm backend's own kernels that this module replaces: the first four compute wrong results;
+ * the others are correct but pathologically slow (see their section above), and their
+ * replacements compute the same values (BatchMatMul up to float rounding: XNNPACK's summation
+ * order).
+ */
 export const WASM_REPLACED_KERNELS: readonly string[] = Object.freeze([
   'MaxPoolGrad',
   'MaxPool3DGrad',
   'Conv3DBackpropFilterV2',
   'Conv3DBackpropInputV2',
+  'BatchMatMul',
+  'Slice',
+  'Unpack',
+  'SplitV',
+  'Concat',
+  'Pack',
+  'Tanh',
+  'Identity',
 ]);
 
 const SUPPLIED: readonly tf.KernelConfig[] = [
@@ -767,6 +1662,10 @@ const SUPPLIED: readonly tf.KernelConfig[] = [
   depthwiseBackpropFilterConfig,
   depthwiseBackpropInputConfig,
   unsortedSegmentSumConfig,
+  lstmCellConfig,
+  lstmCellGradConfig,
+  gruCellConfig,
+  gruCellGradConfig,
 ];
 
 const REPLACEMENTS: readonly tf.KernelConfig[] = [
@@ -774,6 +1673,14 @@ const REPLACEMENTS: readonly tf.KernelConfig[] = [
   maxPool3dGradConfig,
   conv3dBackpropFilterConfig,
   conv3dBackpropInputConfig,
+  batchMatMulConfig,
+  sliceConfig,
+  unpackConfig,
+  splitVConfig,
+  concatConfig,
+  packConfig,
+  tanhConfig,
+  identityConfig,
 ];
 
 /** Puts the replacements in place of the wasm package's kernels; a no-op once they are there. */
@@ -781,7 +1688,10 @@ function installReplacements(): void {
   for (const config of REPLACEMENTS) {
     const current = tf.getKernel(config.kernelName, BACKEND);
     if (isOurs(current)) continue;
-    if (current !== undefined) tf.unregisterKernel(config.kernelName, BACKEND);
+    if (current !== undefined) {
+      originals.set(config.kernelName, current.kernelFunc);
+      tf.unregisterKernel(config.kernelName, BACKEND);
+    }
     tf.registerKernel(config);
   }
 }

@@ -161,14 +161,36 @@ export type BayesianGRULayer = BayesianRecurrentLayer<BayesianGRUParams, GruWeig
 
 // ---------------------------------------------------------------------------------------------
 // The recurrences. They run on S posterior samples at once (`h [S, B, H]`; a single weight sample
-// is S = 1). Every per-step slice is along a LEADING axis: tfjs-cpu copies a slice along any other
-// axis element by element through index arithmetic (100-1000x slower than a contiguous one), so
-// the gate blocks are not split off a `[.., 4H]` pre-activation; instead the weights are
-// rearranged once per call into gate-major `[4 * S, K, H]` stacks (the GRU's three blocks padded
-// to four, see `run`), each step computes its input and hidden products for all gates with two
-// batched matMuls, and their sum `[4, S, B, H]` unstacks into contiguous gates. The output
-// sequence is stacked time-major and transposed once (stacking along the time axis would make
-// the gradient slice along it).
+// is S = 1) as ONE kernel per call with a hand-written backward pass through time. Autodiff through
+// the steps cost ~130 kernels per step (each op's generic gradient, with its reshapes, casts and
+// clones) and, on wasm, hit the slow paths that src/kernels/wasm.ts replaces; the kernel runs ~12
+// tfjs ops per step forward and ~10 backward, and on wasm (fused cells, below) 2 and 2.
+//
+// One step, for all samples and gates at once (gate blocks of H columns, tfjs layout `x W`):
+//
+//   a = [x_t, 1, h]                    [S, B, K1]     (K1 = F + 1 + H; no 1 without bias)
+//   pre = a [W_ih; b; W_hh]            [S, B, 4H]     one batched matMul (S products)
+//
+// then the four gate blocks are split off the last axis. The GRU's blocks are [r, z, n_x, n_h]
+// (input weights [W_r, W_z, W_n, 0], recurrent ones [U_r, U_z, 0, U_n], biases
+// [b_r, b_z, b_in, b_hn]), so one product gives r and z whole and n's two parts apart.
+//
+// Backward. The forward pass keeps the activations of all steps as `[T, S, B, H]` stacks and the
+// rows `a` of all steps; the backward pass turns the stacks into the factors that map `dh` and
+// `dc` to the pre-activation gradients (a few ops on whole stacks, not per step), walks the steps
+// back with one product per step for the recurrent gradient `dpre W_hh^T` (which also sums the
+// gates), and gets all weight gradients from ONE product of all steps at the end, `a^T dpre`
+// contracted over the T * B rows.
+//
+// On wasm (without peepholes) the elementwise part of a step, forward and backward, is one fused
+// kernel of src/kernels/wasm.ts (`BlitzLSTMCell`, ...), which also writes the next step's `a`
+// (and, for the weight gradient, its transpose), so a step is a matMul and a cell kernel each way.
+//
+// tfjs-cpu copies a slice along any axis but the first (and transposes, and broadcasts over a
+// size-1 axis) element by element through index arithmetic, 100-1000x slower than a contiguous
+// copy; on cpu the kernel therefore splits and unstacks along inner axes with contiguous row
+// copies of its own (`splitAxis`), elsewhere with tfjs's ops (on wasm, the replacements in
+// src/kernels/wasm.ts, which copy rows too).
 
 type StateRec = Readonly<Record<string, tf.Tensor>>;
 
@@ -181,85 +203,501 @@ type RnnWeights = {
   readonly biasHn?: tf.Tensor;
 };
 
-/** What a recurrence gets: the per-step gate pre-activations, peepholes, the initial state. */
-interface ScanArgs {
-  /** Time steps. */
+/** Sizes of one recurrence call. */
+interface Dims {
+  readonly S: number;
+  readonly B: number;
   readonly T: number;
-  /**
-   * The gate pre-activations at step `t` from the state `h`: four tensors `[S, B, H]` (the LSTM's
-   * i, f, g, o; the GRU's r, z, the input part of n with `b_in`, the hidden part of n with
-   * `b_hn`).
-   */
-  readonly gates: (t: number, h: tf.Tensor) => tf.Tensor[];
-  /** LSTM peepholes `w_ci`, `w_cf`, `w_co`, each `[S, B, H]`. */
-  readonly peephole?: readonly [tf.Tensor, tf.Tensor, tf.Tensor];
-  readonly state: StateRec;
+  readonly F: number;
+  readonly H: number;
 }
 
-type Scan = (a: ScanArgs) => { hs: tf.Tensor[]; state: StateRec };
+/** The recurrence's inputs (`G` = 4 for the LSTM, 3 for the GRU). */
+interface RecInputs {
+  /** The sequence, `[B, T, F]` (shared by the samples) or `[S, B, T, F]`. */
+  readonly x: tf.Tensor;
+  /** `[S, F, G * H]`. */
+  readonly wx: tf.Tensor;
+  /** `[S, H, G * H]`. */
+  readonly wh: tf.Tensor;
+  /** `[S, 1, G * H]`. */
+  readonly b?: tf.Tensor;
+  /** The GRU's `b_hn`, `[S, 1, H]` (with `b` only). */
+  readonly bhn?: tf.Tensor;
+  /** `[S, B, H]`. */
+  readonly h0: tf.Tensor;
+  /** `[S, B, H]` (LSTM). */
+  readonly c0?: tf.Tensor;
+  /** LSTM peepholes `[S, 3, H]`: `w_ci`, `w_cf`, `w_co`. */
+  readonly p?: tf.Tensor;
+}
+
+type RecName = keyof RecInputs;
+const REC_NAMES: readonly RecName[] = ['x', 'wx', 'wh', 'b', 'bhn', 'h0', 'c0', 'p'];
+
+const sig = tf.sigmoid;
+const one = (t: tf.Tensor): tf.Tensor => tf.sub(1, t);
+const size = (shape: readonly number[]): number => shape.reduce((a, d) => a * d, 1);
 
 /**
- * The LSTM (gate order i, f, g, o, as the reference and PyTorch):
- *   i = σ(x Wi + h Ui + b_i [+ w_ci ⊙ c_prev]),  f = σ(x Wf + h Uf + b_f [+ w_cf ⊙ c_prev]),
- *   g = tanh(x Wg + h Ug + b_g),  c = f ⊙ c_prev + i ⊙ g,
- *   o = σ(x Wo + h Uo + b_o [+ w_co ⊙ c]),  h = o ⊙ tanh(c).
+ * `splitAxis(t, sizes, axis, squeeze?)`: `tf.split` (squeezed pieces: `tf.unstack`); on cpu by
+ * contiguous row copies (tfjs-cpu would copy element by element for any axis but the first).
  */
-const lstmScan: Scan = ({ T, gates, peephole, state }) => {
-  let h = state.h as tf.Tensor;
-  let c = state.c as tf.Tensor;
-  const hs: tf.Tensor[] = [];
-  for (let t = 0; t < T; t++) {
-    const [gi, gf, gg, go] = gates(t, h) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-    const i = tf.sigmoid(peephole ? tf.add(gi, tf.mul(c, peephole[0])) : gi);
-    const f = tf.sigmoid(peephole ? tf.add(gf, tf.mul(c, peephole[1])) : gf);
-    c = tf.add(tf.mul(f, c), tf.mul(i, tf.tanh(gg)));
-    const o = tf.sigmoid(peephole ? tf.add(go, tf.mul(c, peephole[2])) : go);
-    h = tf.mul(o, tf.tanh(c));
-    hs.push(h);
+function splitAxis(
+  t: tf.Tensor,
+  sizes: readonly number[],
+  axis: number,
+  squeeze = false,
+): tf.Tensor[] {
+  if (axis === 0 || tf.getBackend() !== 'cpu' || t.dtype !== 'float32') {
+    return squeeze ? tf.unstack(t, axis) : tf.split(t, [...sizes], axis);
   }
-  return { hs, state: { h, c } };
-};
+  const vals = t.dataSync() as Float32Array;
+  const outer = size(t.shape.slice(0, axis));
+  const inner = size(t.shape.slice(axis + 1));
+  const row = (t.shape[axis] as number) * inner;
+  let at = 0;
+  return sizes.map((s) => {
+    const out = new Float32Array(outer * s * inner);
+    const from = at * inner;
+    for (let r = 0; r < outer; r++) {
+      const o = r * row + from;
+      out.set(vals.subarray(o, o + s * inner), r * s * inner);
+    }
+    at += s;
+    const shape = [...t.shape];
+    if (squeeze) shape.splice(axis, 1);
+    else shape[axis] = s;
+    return tf.tensor(out, shape, 'float32');
+  });
+}
 
-/**
- * The GRU, as the reference (gate order r, z, n; biases `b_r`, `b_z`, `b_in` and `b_hn`):
- *   r = σ(x Wr + h Ur + b_r),  z = σ(x Wz + h Uz + b_z),
- *   n = tanh(x Wn + b_in + r ⊙ (h Un + b_hn)),  h = (1 - z) ⊙ n + z ⊙ h_prev.
- * `b_hn` is not redundant: it is scaled by `r`. (PyTorch's `nn.GRU` is the same cell; its separate
- * input- and hidden-side biases of r and z only add up.) `gates` gives `x Wn + b_in` and
- * `h Un + b_hn` as the third and fourth blocks.
- */
-const gruScan: Scan = ({ T, gates, state }) => {
-  let h = state.h as tf.Tensor;
-  const hs: tf.Tensor[] = [];
-  for (let t = 0; t < T; t++) {
-    const [gr, gz, xn, hn] = gates(t, h) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-    const r = tf.sigmoid(gr);
-    const z = tf.sigmoid(gz);
-    const n = tf.tanh(tf.add(xn, tf.mul(r, hn)));
-    h = tf.add(n, tf.mul(z, tf.sub(h, n)));
-    hs.push(h);
+/** `tf.unstack(t, axis)`, by `splitAxis`. */
+const unstackAxis = (t: tf.Tensor, axis: number): tf.Tensor[] =>
+  splitAxis(t, Array<number>(t.shape[axis] as number).fill(1), axis, true);
+
+/** The GRU's weights padded to four blocks: `[..., 3H] -> [..., 4H]` (`[r, z, n, 0]`). */
+const padInput = (w: tf.Tensor, H: number): tf.Tensor =>
+  tf.concat([w, tf.zeros([...w.shape.slice(0, -1), H])], -1);
+
+/** The GRU's recurrent weights `[S, H, 3H] -> [S, H, 4H]` (`[U_r, U_z, 0, U_n]`). */
+function padRecurrent(w: tf.Tensor, H: number): tf.Tensor {
+  const [rz, n] = splitAxis(w, [2 * H, H], 2) as [tf.Tensor, tf.Tensor];
+  return tf.concat([rz, tf.zeros([...w.shape.slice(0, -1), H]), n], 2);
+}
+
+/** The input and recurrent weights in four blocks, `[S, F, 4H]` and `[S, H, 4H]`. */
+const fourBlocks = (lstm: boolean, H: number, inp: RecInputs) => ({
+  wx: lstm ? inp.wx : padInput(inp.wx, H),
+  wh: lstm ? inp.wh : padRecurrent(inp.wh, H),
+});
+
+/** The step's weights `[W_ih; b; W_hh]`, `[S, K1, 4H]`. */
+function stepWeights(lstm: boolean, { S, H }: Dims, inp: RecInputs): tf.Tensor {
+  const { wx, wh } = fourBlocks(lstm, H, inp);
+  let b = inp.b;
+  if (b && !lstm) b = tf.concat([b, inp.bhn ?? tf.zeros([S, 1, H])], 2);
+  return tf.concat(b ? [wx, b, wh] : [wx, wh], 1);
+}
+
+/** The step inputs `[x_t, 1]`, T tensors `[S, B, F (+ 1)]` (a shared x repeated per sample). */
+function stepInputs(x: tf.Tensor, { S, B, T }: Dims, bias: boolean): tf.Tensor[] {
+  let xs = x;
+  if (bias) xs = tf.concat([xs, tf.ones([...xs.shape.slice(0, -1), 1])], -1);
+  if (xs.rank === 3) {
+    const one4 = tf.reshape(xs, [1, B, T, xs.shape[2] as number]);
+    xs = S === 1 ? one4 : tf.concat(Array<tf.Tensor>(S).fill(one4), 0);
   }
-  return { hs, state: { h } };
-};
+  return unstackAxis(xs, 2);
+}
 
-/** `[S, K, G * H] -> [G * S, K, H]`: the gate blocks as a leading (gate-major) axis. */
-function gateMajor(w: tf.Tensor, G: number, H: number): tf.Tensor3D {
-  const [S, K] = w.shape as [number, number, number];
-  return tf.reshape(tf.transpose(tf.reshape(w, [S, K, G, H]), [2, 0, 1, 3]), [
-    G * S,
-    K,
-    H,
-  ]) as tf.Tensor3D;
+/** The peepholes `[S, 3, H]` broadcast over the batch (rank-1 matMuls): 3 x `[S, B, H]`. */
+function peepholes(p: tf.Tensor, S: number, B: number): tf.Tensor[] {
+  const ones = tf.ones([S, B, 1]);
+  return splitAxis(p, [1, 1, 1], 1).map((w) => tf.matMul(ones, w));
+}
+
+interface Forward {
+  /** `[S, B, T, H]`: the hidden state after each step. */
+  readonly out: tf.Tensor;
+  readonly h: tf.Tensor;
+  readonly c?: tf.Tensor;
+  /** What `backward` needs (with `keep`): the activation stacks, the states, the rows `a`. */
+  readonly saved: tf.Tensor[];
 }
 
 /**
- * `a [S, B, K]` (or a shared `[B, K]`) repeated for each of `G` gate blocks, `[G * S, B, K]`, by a
- * leading-axis concat: a contiguous copy forward, contiguous slices backward.
+ * Whether this call runs the fused cell kernels of src/kernels/wasm.ts (on wasm, without
+ * peepholes): the elementwise part of a step as one kernel forward and one backward.
  */
-function perGate(a: tf.Tensor, G: number, S: number): tf.Tensor3D {
-  const parts =
-    a.rank === 2 ? Array<tf.Tensor>(G * S).fill(tf.expandDims(a, 0)) : Array<tf.Tensor>(G).fill(a);
-  return (parts.length === 1 ? parts[0] : tf.concat(parts)) as tf.Tensor3D;
+const fusedCells = (p: tf.Tensor | undefined): boolean =>
+  p === undefined &&
+  tf.getBackend() === 'wasm' &&
+  tf.getKernel('BlitzLSTMCell', 'wasm') !== undefined;
+
+/** Runs a kernel of src/kernels/wasm.ts (inputs that are undefined left out). */
+function cellKernel(
+  name: string,
+  inputs: Record<string, tf.Tensor | undefined>,
+  attrs: tf.NamedAttrMap = {},
+): tf.Tensor[] {
+  const given: tf.NamedTensorMap = {};
+  for (const [k, t] of Object.entries(inputs)) if (t !== undefined) given[k] = t;
+  return tf.engine().runKernel(name, given, attrs) as tf.Tensor[];
+}
+
+function forward(lstm: boolean, fused: boolean, d: Dims, inp: RecInputs, keep: boolean): Forward {
+  const { S, B, T, H } = d;
+  const W = stepWeights(lstm, d, inp);
+  const xs = stepInputs(inp.x, d, inp.b !== undefined);
+  const pp = inp.p ? peepholes(inp.p, S, B) : undefined;
+  let h = inp.h0;
+  let c = inp.c0 as tf.Tensor;
+  const hs: tf.Tensor[] = [];
+  const as: tf.Tensor[] = [];
+  // activations per step: LSTM i, f, g, o, tanh(c); GRU r, z, n, h U_n + b_hn (fused: one
+  // [G, S, B, H] tensor per step)
+  const acts: tf.Tensor[][] = [[], [], [], [], []];
+  const states: tf.Tensor[] = [lstm ? c : h];
+  let a = tf.concat([xs[0] as tf.Tensor, h], 2);
+  // fused: the rows a of all steps are kept transposed, [S, K1, B] per step (see wasm.ts)
+  if (keep && fused) as.push(tf.transpose(a, [0, 2, 1]));
+  for (let t = 0; t < T; t++) {
+    const pre = tf.matMul(a, W);
+    if (keep && !fused) as.push(a);
+    let step: tf.Tensor[];
+    if (fused) {
+      const x = xs[t + 1];
+      const attrs = { transposed: keep };
+      const outs = lstm
+        ? cellKernel('BlitzLSTMCell', { pre, c, x }, attrs)
+        : cellKernel('BlitzGRUCell', { pre, h: h, x }, attrs);
+      [h] = outs as [tf.Tensor];
+      if (lstm) c = outs[1] as tf.Tensor;
+      const k = lstm ? 2 : 1;
+      step = [outs[k] as tf.Tensor];
+      a = outs[k + 1] as tf.Tensor;
+      if (keep && x) as.push(outs[k + 2] as tf.Tensor);
+      if (lstm) states.push(c);
+      else if (t < T - 1) states.push(h);
+    } else {
+      const [p0, p1, p2, p3] = splitAxis(pre, [H, H, H, H], 2) as [
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+      ];
+      if (lstm) {
+        const i = sig(pp ? tf.add(p0, tf.mul(c, pp[0] as tf.Tensor)) : p0);
+        const f = sig(pp ? tf.add(p1, tf.mul(c, pp[1] as tf.Tensor)) : p1);
+        const g = tf.tanh(p2);
+        c = tf.add(tf.mul(f, c), tf.mul(i, g));
+        const o = sig(pp ? tf.add(p3, tf.mul(c, pp[2] as tf.Tensor)) : p3);
+        const tc = tf.tanh(c);
+        h = tf.mul(o, tc);
+        step = [i, f, g, o, tc];
+        states.push(c);
+      } else {
+        const r = sig(p0);
+        const z = sig(p1);
+        const n = tf.tanh(tf.add(p2, tf.mul(r, p3)));
+        h = tf.add(n, tf.mul(z, tf.sub(h, n)));
+        step = [r, z, n, p3];
+        if (t < T - 1) states.push(h);
+      }
+      if (t < T - 1) a = tf.concat([xs[t + 1] as tf.Tensor, h], 2);
+    }
+    if (keep) step.forEach((s, k) => (acts[k] as tf.Tensor[]).push(s));
+    hs.push(h);
+  }
+  const out = tf.stack(hs, 2);
+  if (!keep) return { out, h, c: lstm ? c : undefined, saved: [] };
+  // LSTM: the cell states c_0..c_T; GRU: the hidden states before each step
+  const saved = [...acts.filter((l) => l.length > 0), states].map((l) => tf.stack(l));
+  saved.push(tf.concat(as, fused ? 2 : 1));
+  return { out, h, c: lstm ? c : undefined, saved };
+}
+
+/** The weight and state gradients, and (lazily: the input is often data) the input's. */
+type RecGrads = Record<Exclude<RecName, 'x'>, tf.Tensor | undefined> & { x: () => tf.Tensor };
+
+/**
+ * Gradients of the recurrence's inputs from the gradients of its outputs (`dOut [S, B, T, H]`,
+ * `dh`, `dc` of the final state) and `forward`'s saved tensors.
+ */
+function backward(
+  lstm: boolean,
+  fused: boolean,
+  d: Dims,
+  inp: RecInputs,
+  bias: boolean,
+  [dOut, dhT, dcT]: readonly tf.Tensor[],
+  saved: readonly tf.Tensor[],
+): RecGrads {
+  const { S, B, T, F, H } = d;
+  const { wx, wh } = fourBlocks(lstm, H, inp);
+  const dys = unstackAxis(dOut as tf.Tensor, 2);
+  const dpres: tf.Tensor[] = new Array<tf.Tensor>(T);
+  let dh = dhT as tf.Tensor;
+  let dc: tf.Tensor | undefined;
+  let dp: tf.Tensor | undefined;
+  if (fused) {
+    // per step one cell kernel (dpre, and dc or the GRU's dh z for the step before) and the
+    // recurrent product
+    const [ACT, ST] = saved as [tf.Tensor, tf.Tensor];
+    const act = tf.unstack(ACT);
+    const st = tf.unstack(ST);
+    let extra: tf.Tensor | undefined;
+    if (lstm) dc = dcT as tf.Tensor;
+    for (let t = T - 1; t >= 0; t--) {
+      const [dpre, next] = (
+        lstm
+          ? cellKernel('BlitzLSTMCellGrad', { dy: dys[t], dh, dc, act: act[t], cPrev: st[t] })
+          : cellKernel('BlitzGRUCellGrad', {
+              dy: dys[t],
+              dh,
+              dhz: extra,
+              act: act[t],
+              hPrev: st[t],
+            })
+      ) as [tf.Tensor, tf.Tensor];
+      dpres[t] = dpre;
+      if (lstm) dc = next;
+      else extra = next;
+      dh = tf.matMul(dpre, wh, false, true);
+    }
+    if (extra) dh = tf.add(dh, extra);
+  } else {
+    dh = tf.add(dys[T - 1] as tf.Tensor, dh);
+  }
+  /** `dh_prev` from the step's `dpre [S, B, 4H]`: `dpre W_hh^T` plus `extra`. */
+  const recurrent = (dpre: tf.Tensor, t: number, extra: tf.Tensor[]): tf.Tensor => {
+    const parts = [tf.matMul(dpre, wh, false, true), ...extra];
+    if (t > 0) parts.push(dys[t - 1] as tf.Tensor);
+    return parts.length === 1 ? (parts[0] as tf.Tensor) : tf.addN(parts);
+  };
+  if (fused) {
+    // done above
+  } else if (lstm) {
+    const [I, Fg, G, O, TC, C] = saved as [
+      tf.Tensor,
+      tf.Tensor,
+      tf.Tensor,
+      tf.Tensor,
+      tf.Tensor,
+      tf.Tensor,
+    ];
+    const cPrev = tf.slice(C, 0, T);
+    // dpre_o = dh * tc o (1 - o); dc += dh * o (1 - tc^2); dpre_{i,f,g} = dc * (g i (1 - i),
+    // c_prev f (1 - f), i (1 - g^2)); dc_prev = dc * f
+    const fo = tf.unstack(tf.mul(TC, tf.mul(O, one(O))));
+    const fc = tf.unstack(tf.mul(O, one(tf.square(TC))));
+    const fi = tf.unstack(tf.mul(G, tf.mul(I, one(I))));
+    const ff = tf.unstack(tf.mul(cPrev, tf.mul(Fg, one(Fg))));
+    const fg = tf.unstack(tf.mul(I, one(tf.square(G))));
+    const fs = tf.unstack(Fg);
+    const pp = inp.p ? peepholes(inp.p, S, B) : undefined;
+    const cAll = pp ? tf.unstack(C) : [];
+    const pg: tf.Tensor[][] = [[], [], []];
+    dc = dcT as tf.Tensor;
+    for (let t = T - 1; t >= 0; t--) {
+      const dpo = tf.mul(dh, fo[t] as tf.Tensor);
+      let dct: tf.Tensor = tf.add(dc, tf.mul(dh, fc[t] as tf.Tensor));
+      if (pp) dct = tf.add(dct, tf.mul(dpo, pp[2] as tf.Tensor));
+      const dpi = tf.mul(dct, fi[t] as tf.Tensor);
+      const dpf = tf.mul(dct, ff[t] as tf.Tensor);
+      const dpg = tf.mul(dct, fg[t] as tf.Tensor);
+      dc = tf.mul(dct, fs[t] as tf.Tensor);
+      if (pp) {
+        dc = tf.addN([dc, tf.mul(dpi, pp[0] as tf.Tensor), tf.mul(dpf, pp[1] as tf.Tensor)]);
+        const [cp, cn] = [cAll[t] as tf.Tensor, cAll[t + 1] as tf.Tensor];
+        pg[0]?.push(tf.mul(dpi, cp));
+        pg[1]?.push(tf.mul(dpf, cp));
+        pg[2]?.push(tf.mul(dpo, cn));
+      }
+      const dpre = tf.concat([dpi, dpf, dpg, dpo], 2);
+      dpres[t] = dpre;
+      dh = recurrent(dpre, t, []);
+    }
+    if (pp) {
+      // sum over the steps, then over the batch by a rank-1 matMul: [S, 1, H] each
+      const ones = tf.ones([S, 1, B]);
+      dp = tf.concat(
+        pg.map((l) => tf.matMul(ones, tf.addN(l))),
+        1,
+      );
+    }
+  } else {
+    const [R, Z, N, PN, HP] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+    // h = n + z (h_prev - n): dpre_n = dh (1 - z)(1 - n^2), dpre_r = dpre_n pn r (1 - r),
+    // d(h U_n + b_hn) = dpre_n r, dpre_z = dh (h_prev - n) z (1 - z), dh_prev += dh z
+    const fn = tf.unstack(tf.mul(one(Z), one(tf.square(N))));
+    const fr = tf.unstack(tf.mul(PN, tf.mul(R, one(R))));
+    const fz = tf.unstack(tf.mul(tf.sub(HP, N), tf.mul(Z, one(Z))));
+    const rs = tf.unstack(R);
+    const zs = tf.unstack(Z);
+    for (let t = T - 1; t >= 0; t--) {
+      const dpn = tf.mul(dh, fn[t] as tf.Tensor);
+      const dpre = tf.concat(
+        [
+          tf.mul(dpn, fr[t] as tf.Tensor),
+          tf.mul(dh, fz[t] as tf.Tensor),
+          dpn,
+          tf.mul(dpn, rs[t] as tf.Tensor),
+        ],
+        2,
+      );
+      dpres[t] = dpre;
+      dh = recurrent(dpre, t, [tf.mul(dh, zs[t] as tf.Tensor)]);
+    }
+  }
+  // all steps at once: dpre as [S, T * B, 4H] (rows t * B + b, the stacked a's order)
+  const DP = tf.concat(dpres, 1);
+  // a^T dpre: the rows a as kept, [S, T * B, K1] or (fused) transposed [S, K1, T * B]
+  const dW = tf.matMul(saved[saved.length - 1] as tf.Tensor, DP, !fused, false);
+  const parts = splitAxis(dW, bias ? [F, 1, H] : [F, H], 1);
+  let dwx = parts[0] as tf.Tensor;
+  let db = bias ? parts[1] : undefined;
+  let dwh = parts[parts.length - 1] as tf.Tensor;
+  let dbhn: tf.Tensor | undefined;
+  if (!lstm) {
+    // back to three blocks: drop the padding, b_hn is the recurrent n block's bias
+    dwx = splitAxis(dwx, [3 * H, H], 2)[0] as tf.Tensor;
+    const [rz, , n] = splitAxis(dwh, [2 * H, H, H], 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
+    dwh = tf.concat([rz, n], 2);
+    if (db) [db, dbhn] = splitAxis(db, [3 * H, H], 2);
+  }
+  // the input: dpre W_ih^T, rows t * B + b back to the sequence's [B, T] (summed over the
+  // samples when they share it)
+  const dx = (): tf.Tensor => {
+    let g = tf.matMul(DP, wx, false, true); // [S, T * B, F]
+    if (inp.x.rank === 3) g = S === 1 ? g : tf.expandDims(tf.addN(tf.unstack(g)), 0);
+    const lead = g.shape[0] as number;
+    const steps = splitAxis(tf.reshape(g, [lead, T, B, F]), Array<number>(T).fill(1), 1, true);
+    const seq = tf.stack(steps, 2); // [lead, B, T, F]
+    return inp.x.rank === 3 ? tf.reshape(seq, [B, T, F]) : seq;
+  };
+  return { x: dx, wx: dwx, wh: dwh, b: db, bhn: dbhn, h0: dh, c0: dc, p: dp };
+}
+
+// The recurrence as a kernel (registered on first use for the active backend, computed with tfjs
+// ops, so it runs wherever they do) with a registered gradient. A kernel, not `tf.customGrad`:
+// `customGrad`'s `save` of tensors made in its forward pass trips tfjs's test-mode kernel leak
+// check, and its gradient is computed for every input, also the (usually constant) sequence.
+// Its outputs after the state are what the backward pass needs (tfjs saves them for the gradient;
+// it also hands the gradient a zero `dy` for each of them).
+
+/** Kernel names by cell (the LSTM with peepholes saves one more input). */
+const kernelName = (lstm: boolean, peephole: boolean, fused: boolean): string =>
+  (fused ? 'BlitzFused' : 'Blitz') +
+  (lstm ? (peephole ? 'PeepholeLSTMSequence' : 'LSTMSequence') : 'GRUSequence');
+
+/** A backend's reference counting (cpu and wasm have it). */
+interface RefCounting {
+  incRef(dataId: tf.DataId): void;
+}
+
+/** The kernel's inputs as tensors (a bare `TensorInfo` gets one more reference, see wasm.ts). */
+function inputsOf(given: tf.NamedTensorInfoMap, backend: RefCounting): RecInputs {
+  const out: Partial<Record<RecName, tf.Tensor>> = {};
+  for (const n of REC_NAMES) {
+    const info = given[n];
+    if (info === undefined) continue;
+    if (info instanceof tf.Tensor) out[n] = info;
+    else {
+      out[n] = tf.engine().makeTensorFromTensorInfo(info);
+      backend.incRef(info.dataId);
+    }
+  }
+  return out as RecInputs;
+}
+
+const dimsOf = (attrs: tf.NamedAttrMap): Dims => attrs as unknown as Dims;
+
+function registerRecurrence(
+  lstm: boolean,
+  peephole: boolean,
+  fused: boolean,
+  backendName: string,
+): string {
+  const name = kernelName(lstm, peephole, fused);
+  const toSave: RecName[] = peephole ? ['x', 'wx', 'wh', 'p'] : ['x', 'wx', 'wh'];
+  // outputs: out, h (, c), then forward's saved tensors (the activation stacks: 5 for the LSTM,
+  // 4 for the GRU, one when fused; the states; the rows a)
+  const nState = lstm ? 3 : 2;
+  const nOut = nState + (fused ? 1 : lstm ? 5 : 4) + 2;
+  if (tf.getKernel(name, backendName) === undefined) {
+    tf.registerKernel({
+      kernelName: name,
+      backendName,
+      kernelFunc: ({ inputs, backend: be, attrs }) => {
+        const backend = be as RefCounting;
+        const d = dimsOf(attrs ?? {});
+        const outs = tf.tidy(() => {
+          const f = forward(lstm, fused, d, inputsOf(inputs, backend), true);
+          return [f.out, f.h, ...(lstm ? [f.c as tf.Tensor] : []), ...f.saved];
+        });
+        return outs.map((t) => {
+          backend.incRef(t.dataId);
+          const info: tf.TensorInfo = { dataId: t.dataId, shape: t.shape, dtype: t.dtype };
+          t.dispose();
+          return info;
+        });
+      },
+    });
+  }
+  if (tf.getGradient(name) === undefined) {
+    tf.registerGradient({
+      kernelName: name,
+      inputsToSave: toSave,
+      outputsToSave: Array.from({ length: nOut }, (_, i) => i >= nState),
+      gradFunc: (dys, saved, attrs) => {
+        const d = dimsOf(attrs);
+        const names = REC_NAMES.filter((n) => attrs[`has_${n}`] === true);
+        const inp = Object.fromEntries(toSave.map((n, i) => [n, saved[i]])) as unknown as RecInputs;
+        const bias = attrs['has_b'] === true;
+        const ds = dys as tf.Tensor[];
+        const g = backward(lstm, fused, d, inp, bias, ds, saved.slice(toSave.length));
+        const grads: Record<string, () => tf.Tensor> = {};
+        for (const n of names) grads[n] = n === 'x' ? g.x : () => g[n] as tf.Tensor;
+        return grads;
+      },
+    });
+  }
+  return name;
+}
+
+/** The outputs of the recurrence: the hidden state after each step, the final state. */
+interface RecOutputs {
+  readonly out: tf.Tensor;
+  readonly h: tf.Tensor;
+  readonly c?: tf.Tensor;
+}
+
+/**
+ * The recurrence as one op. Recorded for a gradient (the tape is on) it is the kernel, whose
+ * gradient is `backward`; otherwise the plain forward pass.
+ */
+function recurrenceOp(lstm: boolean, d: Dims, inp: RecInputs): RecOutputs {
+  const fused = fusedCells(inp.p);
+  if (!tf.engine().isTapeOn()) {
+    return tidy(() => {
+      const { out, h, c } = forward(lstm, fused, d, inp, false);
+      return c ? { out, h, c } : { out, h };
+    });
+  }
+  const name = registerRecurrence(lstm, inp.p !== undefined, fused, tf.getBackend());
+  const inputs: tf.NamedTensorMap = {};
+  const attrs: Record<string, number | boolean> = { ...d };
+  for (const n of REC_NAMES) {
+    const t = inp[n];
+    if (t !== undefined) inputs[n] = t;
+    attrs[`has_${n}`] = t !== undefined;
+  }
+  const outs = tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
+  tf.dispose(outs.slice(lstm ? 3 : 2));
+  const [out, h, c] = outs as [tf.Tensor, tf.Tensor, tf.Tensor];
+  return lstm ? { out, h, c } : { out, h };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,17 +710,15 @@ interface Cell<S extends StateRec> {
   /** Gate blocks in the weight matrices (the GRU's are padded to four in `run`). */
   readonly gates: 3 | 4;
   readonly stateKeys: readonly (keyof S & string)[];
-  readonly scan: Scan;
 }
 
 const LSTM_CELL: Cell<LstmState> = {
   kind: 'bayesianLSTM',
   gates: 4,
   stateKeys: ['h', 'c'],
-  scan: lstmScan,
 };
 
-const GRU_CELL: Cell<GruState> = { kind: 'bayesianGRU', gates: 3, stateKeys: ['h'], scan: gruScan };
+const GRU_CELL: Cell<GruState> = { kind: 'bayesianGRU', gates: 3, stateKeys: ['h'] };
 
 const isTensor = (x: unknown): x is tf.Tensor => x instanceof tf.Tensor;
 
@@ -406,62 +842,29 @@ function recurrence<S extends StateRec>(
         if (t === undefined) state0[k] = lead(tf.zeros(S === undefined ? [B, H] : [S, B, H]));
         else state0[k] = lead(S !== undefined && t.rank === 2 ? tf.add(tf.zeros([S, B, H]), t) : t);
       }
-      // four gate blocks [4 * S, K, H]: the LSTM's i, f, g, o; for the GRU the input weights
-      // [Wr, Wz, Wn, 0] and the recurrent ones [Ur, Uz, 0, Un] with the biases
-      // [b_r, b_z, b_in, b_hn], so that one sum gives r and z whole and n's two parts apart
-      let wx = gateMajor(lead(w.weightIh), G, H);
-      let wh = gateMajor(lead(w.weightHh), G, H);
-      let b4: tf.Tensor | undefined = w.bias
-        ? tf.reshape(tf.transpose(tf.reshape(lead(w.bias), [SS, G, H]), [1, 0, 2]), [G * SS, 1, H])
-        : undefined;
-      if (G === 3) {
-        const block = (t: tf.Tensor, g: number): tf.Tensor => tf.slice(t, g * SS, SS);
-        wx = tf.concat([wx, tf.zeros([SS, inF, H])]) as tf.Tensor3D;
-        wh = tf.concat([
-          block(wh, 0),
-          block(wh, 1),
-          tf.zeros([SS, H, H]),
-          block(wh, 2),
-        ]) as tf.Tensor3D;
-        if (b4) {
-          const bhn = w.biasHn ? tf.reshape(lead(w.biasHn), [SS, 1, H]) : tf.zeros([SS, 1, H]);
-          b4 = tf.concat([b4, bhn]);
-        }
-      }
-      // the bias of each block, [4 * S, B, H], by a rank-1 batched matMul (no size-1 broadcast)
-      const bias = b4
-        ? tf.matMul(tf.ones([4 * SS, B, 1]) as tf.Tensor3D, b4 as tf.Tensor3D)
-        : undefined;
-      // time-major input: step t is a contiguous slice, [B, in] (shared) or [S, B, in]
-      const xs = tf.unstack(xBatched ? tf.transpose(x, [2, 0, 1, 3]) : tf.transpose(x, [1, 0, 2]));
-      let peephole: [tf.Tensor, tf.Tensor, tf.Tensor] | undefined;
-      if (w.peephole) {
-        // [S, 3, H] -> three [S, B, H], each by a rank-1 batched matMul
-        const ones = tf.ones([SS, B, 1]) as tf.Tensor3D;
-        peephole = tf
-          .unstack(tf.transpose(lead(w.peephole), [1, 0, 2]))
-          .map((p) => tf.matMul(ones, tf.reshape(p, [SS, 1, H]) as tf.Tensor3D)) as [
-          tf.Tensor,
-          tf.Tensor,
-          tf.Tensor,
-        ];
-      }
-      const gates = (t: number, h: tf.Tensor): tf.Tensor[] => {
-        let pre: tf.Tensor = tf.add(
-          tf.matMul(perGate(xs[t] as tf.Tensor, 4, SS), wx),
-          tf.matMul(perGate(h, 4, SS), wh),
-        );
-        if (bias) pre = tf.add(pre, bias);
-        return tf.unstack(tf.reshape(pre, [4, SS, B, H]));
-      };
-      const r = cell.scan({ T, gates, peephole, state: state0 });
-      // time-major [T, S, B, H] -> [S, B, T, H] by one transpose (stacking along the time axis
-      // would make the gradient slice along it)
-      const out = tf.transpose(tf.stack(r.hs), [1, 2, 0, 3]);
+      const GH = G * H;
+      const b = w.bias ? tf.reshape(lead(w.bias), [SS, 1, GH]) : undefined;
+      const lstm = cell.kind === 'bayesianLSTM';
+      const r = recurrenceOp(
+        lstm,
+        { S: SS, B, T, F: inF, H },
+        {
+          x,
+          wx: lead(w.weightIh),
+          wh: lead(w.weightHh),
+          b,
+          bhn: b && !lstm && w.biasHn ? tf.reshape(lead(w.biasHn), [SS, 1, H]) : undefined,
+          h0: state0['h'] as tf.Tensor,
+          c0: state0['c'],
+          p: w.peephole ? lead(w.peephole) : undefined,
+        },
+      );
+      const finalState: StateRec = r.c ? { h: r.h, c: r.c } : { h: r.h };
+      const out = r.out;
       const drop = (t: tf.Tensor): tf.Tensor => (S === undefined ? tf.squeeze(t, [0]) : t);
       return {
         out: drop(out),
-        state: Object.fromEntries(Object.entries(r.state).map(([k, t]) => [k, drop(t)])) as S,
+        state: Object.fromEntries(Object.entries(finalState).map(([k, t]) => [k, drop(t)])) as S,
       };
     });
 

@@ -19,12 +19,24 @@ const SUPPLIED = [
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
   'UnsortedSegmentSum',
+  'BlitzLSTMCell',
+  'BlitzLSTMCellGrad',
+  'BlitzGRUCell',
+  'BlitzGRUCellGrad',
 ];
 const REPLACED = [
   'MaxPoolGrad',
   'MaxPool3DGrad',
   'Conv3DBackpropFilterV2',
   'Conv3DBackpropInputV2',
+  'BatchMatMul',
+  'Slice',
+  'Unpack',
+  'SplitV',
+  'Concat',
+  'Pack',
+  'Tanh',
+  'Identity',
 ];
 const MARK = Symbol.for('blitz-ts.wasmKernel');
 
@@ -710,6 +722,333 @@ describe('gather gradient and UnsortedSegmentSum', () => {
     expect(ints.dtype).toBe('int32');
     expect(Array.from(ints.dataSync())).toEqual([7, 0, 5]);
     ints.dispose();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The replacements of slow wasm kernels: the same values as cpu (BatchMatMul and Tanh up to float
+// rounding), every case of shape, axis and transposition the tfjs ops produce.
+
+/** Runs `f` on cpu and on wasm and asserts equal outputs (bit for bit: copies). */
+async function expectBackendsEqual(f: () => tf.Tensor | tf.Tensor[]): Promise<void> {
+  const cpu = await runOn('cpu', f);
+  const wasm = await runOn('wasm', f);
+  expect(wasm.map((t) => t.shape)).toEqual(cpu.map((t) => t.shape));
+  wasm.forEach((t, i) => expect(Array.from(t.data)).toEqual(Array.from(cpu[i]?.data ?? [])));
+}
+
+/** `x` as `dtype` (bool by comparison: wasm's own float-to-bool cast keeps the low byte). */
+const ofType = (x: tf.Tensor, dtype: tf.DataType): tf.Tensor =>
+  dtype === 'bool' ? tf.greater(x, 0) : tf.cast(tf.mul(x, 10), dtype);
+
+const shapeArb = (rank: number, max = 4): fc.Arbitrary<number[]> =>
+  fc.array(fc.integer({ min: 1, max }), { minLength: rank, maxLength: rank });
+
+describe('BatchMatMul on wasm (XNNPACK for every batch and transposition) agrees with cpu', () => {
+  it('batched, broadcast and transposed products', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom<[number[], number[]]>(
+          [[], []],
+          [[3], [3]],
+          [[3], []],
+          [[], [3]],
+          [[1], [4]],
+          [[4], [1]],
+          [
+            [1, 3],
+            [4, 3],
+          ],
+          [
+            [4, 3],
+            [1, 3],
+          ],
+          [
+            [2, 2],
+            [2, 2],
+          ],
+        ),
+        fc.boolean(),
+        fc.boolean(),
+        shapeArb(3, 9),
+        fc.nat(),
+        async ([ba, bb], ta, tb, [m = 1, k = 1, n = 1], seed) => {
+          await expectBackendsAgree(() => {
+            const a = randn([...ba, ...(ta ? [k, m] : [m, k])], seed);
+            const b = randn([...bb, ...(tb ? [n, k] : [k, n])], seed + 1);
+            return tf.matMul(a, b, ta, tb);
+          }, 1e-5);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('a reused b (its transposed, packed entries cached) and a b disposed and reallocated', async () => {
+    for (const [tb, batch] of [
+      [false, [3]],
+      [true, [3]],
+      [true, []],
+      [false, [2, 2]],
+    ] as [boolean, number[]][]) {
+      for (let round = 0; round < 3; round++) {
+        await expectBackendsAgree(() => {
+          const b = randn([...batch, ...(tb ? [5, 4] : [4, 5])], 10 + round);
+          return [0, 1, 2, 3].map((i) => tf.matMul(randn([...batch, 3, 4], i), b, false, tb));
+        }, 1e-5);
+      }
+    }
+  });
+
+  it('empty and zero-width products', async () => {
+    await expectBackendsEqual(() => [
+      tf.matMul(tf.zeros([2, 0, 3]), tf.zeros([2, 3, 4])),
+      tf.matMul(tf.ones([2, 3, 0]), tf.ones([2, 0, 4])),
+      tf.matMul(tf.ones([3, 0]), tf.ones([4, 0]), false, true),
+    ]);
+  });
+});
+
+describe('Slice, Unpack, SplitV, Concat, Pack on wasm (copies in place) equal cpu', () => {
+  it('slices and splits along any axis, any dtype', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 5 }),
+        fc.nat(),
+        fc.constantFrom<tf.DataType>('float32', 'int32', 'bool'),
+        fc.nat(),
+        async (rank, axisSeed, dtype, seed) => {
+          const shape = Array.from(values(seed, rank), (v) => 1 + Math.floor((v + 1) * 2.5));
+          const axis = axisSeed % rank;
+          const len = shape[axis] as number;
+          const r = values(seed + 1, 2 * rank);
+          const begin = shape.map((d, i) => Math.floor(((r[i] ?? 0) + 1) * 0.5 * d) % d);
+          const size = shape.map((d, i) =>
+            Math.max(1, Math.floor(((r[rank + i] ?? 0) + 1) * 0.5 * (d - (begin[i] ?? 0)))),
+          );
+          const cut = Math.floor(len / 2);
+          await expectBackendsEqual(() => {
+            const x = ofType(randn(shape, seed), dtype);
+            return [
+              tf.slice(x, begin, size),
+              ...tf.unstack(x, axis),
+              ...tf.split(x, cut > 0 ? [cut, len - cut] : [len], axis),
+            ];
+          });
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('concat and stack along any axis (negative too), any dtype, empty inputs', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.nat(),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom<tf.DataType>('float32', 'int32', 'bool'),
+        fc.nat(),
+        async (rank, axisSeed, count, dtype, seed) => {
+          const shape = Array.from(values(seed, rank), (v) => 1 + Math.floor((v + 1) * 2));
+          const axis = axisSeed % rank;
+          await expectBackendsEqual(() => {
+            const parts = Array.from({ length: count }, (_, i) => {
+              const s = [...shape];
+              s[axis] = 1 + ((seed + i) % 3);
+              return ofType(randn(s, seed + i), dtype);
+            });
+            const same = parts.map((_, i) => ofType(randn(shape, seed + 7 * i), dtype));
+            const empty = [...shape];
+            empty[axis] = 0;
+            return [
+              tf.concat(parts, axis),
+              tf.concat([...parts, tf.zeros(empty, dtype)], axis - rank),
+              tf.stack(same, axis),
+              tf.stack(same, -1 - axis),
+            ];
+          });
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('string tensors still work (the package kernels)', async () => {
+    await useBackend('wasm');
+    const s = tf.tensor2d(['a', 'b', 'c', 'd'], [2, 2]);
+    expect(tf.slice(s, [0, 1], [2, 1]).arraySync()).toEqual([['b'], ['d']]);
+    expect(tf.unstack(s).map((t) => t.arraySync())).toEqual([
+      ['a', 'b'],
+      ['c', 'd'],
+    ]);
+    expect(tf.concat([s, s], 1).arraySync()).toEqual([
+      ['a', 'b', 'a', 'b'],
+      ['c', 'd', 'c', 'd'],
+    ]);
+    tf.disposeVariables();
+  });
+});
+
+describe('Identity and Tanh on wasm', () => {
+  it('a clone shares the data (no copy) and outlives its source', async () => {
+    await useBackend('wasm');
+    const before = tf.memory().numDataBuffers;
+    const x = tf.tensor1d([1, 2, 3]);
+    const y = tf.clone(x);
+    expect(tf.memory().numDataBuffers).toBe(before + 1);
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    y.dispose();
+    expect(tf.memory().numDataBuffers).toBe(before);
+  });
+
+  it('tanh within 3 ulp of cpu (Math.tanh) over the float range, exact at the specials', async () => {
+    const xs = new Float32Array(40000);
+    for (let i = 0; i < xs.length; i++) {
+      const e = -30 + (i % 2000) * 0.0175; // |x| from 1e-9 to ~3e6, both signs
+      xs[i] = (i % 2 === 0 ? 1 : -1) * Math.pow(2, e) * (1 + (i % 7) / 7);
+    }
+    const specials = [0, -0, Infinity, -Infinity, NaN, 7.9, -7.9, 9.1, 1e-30];
+    const [w] = await runOn('wasm', () => tf.tanh(tf.tensor1d([...xs, ...specials])));
+    const got = w?.data ?? new Float32Array();
+    let worst = 0;
+    for (let i = 0; i < xs.length; i++) {
+      const want = Math.fround(Math.tanh(xs[i] ?? 0));
+      const ulp = Math.max(Math.abs(want) * 2 ** -23, 2 ** -149);
+      worst = Math.max(worst, Math.abs((got[i] ?? NaN) - want) / ulp);
+    }
+    expect(worst).toBeLessThanOrEqual(3);
+    const tail = Array.from(got.subarray(xs.length));
+    expect(tail.slice(0, 4)).toEqual([0, -0, 1, -1]);
+    expect(Object.is(tail[1], -0)).toBe(true);
+    expect(Number.isNaN(tail[4])).toBe(true);
+    expect(tail[7]).toBe(1);
+    expect(tail[8]).toBe(Math.fround(1e-30));
+  });
+});
+
+describe('fused recurrent cells (BlitzLSTMCell, BlitzGRUCell and their gradients)', () => {
+  const sig64 = (v: number): number => 1 / (1 + Math.exp(-v));
+
+  it('equal float64 references of one step, forward and backward', async () => {
+    await useBackend('wasm');
+    for (const [S, B, H, F] of [
+      [1, 1, 1, 1],
+      [2, 3, 4, 2],
+      [3, 5, 8, 3],
+    ] as const) {
+      const n = S * B * H;
+      const pre = values(1, S * B * 4 * H).map((v) => 3 * v);
+      const st = values(2, n);
+      const xv = values(3, S * B * F);
+      const dy = values(4, n);
+      const dh = values(5, n);
+      const dc = values(6, n);
+      const at = (r: number, g: number, j: number) => pre[r * 4 * H + g * H + j] as number;
+      const ref = {
+        h: [] as number[],
+        c: [] as number[],
+        dpre: [] as number[],
+        dcp: [] as number[],
+      };
+      const gru = { h: [] as number[], dpre: [] as number[], dhz: [] as number[] };
+      for (let r = 0; r < S * B; r++)
+        for (let j = 0; j < H; j++) {
+          const e = r * H + j;
+          // LSTM
+          const [i, f, g, o] = [
+            sig64(at(r, 0, j)),
+            sig64(at(r, 1, j)),
+            Math.tanh(at(r, 2, j)),
+            sig64(at(r, 3, j)),
+          ];
+          const c = f * (st[e] ?? 0) + i * g;
+          const tc = Math.tanh(c);
+          ref.h[e] = o * tc;
+          ref.c[e] = c;
+          const dhe = (dy[e] ?? 0) + (dh[e] ?? 0);
+          const dct = (dc[e] ?? 0) + dhe * o * (1 - tc * tc);
+          [ref.dpre[r * 4 * H + j], ref.dpre[r * 4 * H + H + j]] = [
+            dct * g * i * (1 - i),
+            dct * (st[e] ?? 0) * f * (1 - f),
+          ];
+          [ref.dpre[r * 4 * H + 2 * H + j], ref.dpre[r * 4 * H + 3 * H + j]] = [
+            dct * i * (1 - g * g),
+            dhe * tc * o * (1 - o),
+          ];
+          ref.dcp[e] = dct * f;
+          // GRU
+          const [rr, z, pn] = [sig64(at(r, 0, j)), sig64(at(r, 1, j)), at(r, 3, j)];
+          const nn = Math.tanh(at(r, 2, j) + rr * pn);
+          gru.h[e] = nn + z * ((st[e] ?? 0) - nn);
+          const dhg = (dy[e] ?? 0) + (dh[e] ?? 0) + (dc[e] ?? 0);
+          const dpn = dhg * (1 - z) * (1 - nn * nn);
+          gru.dpre[r * 4 * H + j] = dpn * pn * rr * (1 - rr);
+          gru.dpre[r * 4 * H + H + j] = dhg * ((st[e] ?? 0) - nn) * z * (1 - z);
+          gru.dpre[r * 4 * H + 2 * H + j] = dpn;
+          gru.dpre[r * 4 * H + 3 * H + j] = dpn * rr;
+          gru.dhz[e] = dhg * z;
+        }
+      const run = (name: string, inputs: Record<string, tf.Tensor>, attrs = {}): Float32Array[] => {
+        const outs = tf.engine().runKernel(name, inputs, attrs) as tf.Tensor[];
+        const res = outs.map((t) => Float32Array.from(t.dataSync()));
+        tf.dispose(outs);
+        return res;
+      };
+      const before = tf.memory();
+      const t = {
+        pre: tf.tensor3d(pre, [S, B, 4 * H]),
+        s: tf.tensor3d(st, [S, B, H]),
+        x: tf.tensor3d(xv, [S, B, F]),
+        dy: tf.tensor3d(dy, [S, B, H]),
+        dh: tf.tensor3d(dh, [S, B, H]),
+        dc: tf.tensor3d(dc, [S, B, H]),
+      };
+      const close = (a: Float32Array | undefined, b: number[]) =>
+        expect(relErr(a ?? new Float32Array(), Float32Array.from(b))).toBeLessThanOrEqual(2e-6);
+      const [h, c, act, a, aT] = run(
+        'BlitzLSTMCell',
+        { pre: t.pre, c: t.s, x: t.x },
+        { transposed: true },
+      );
+      close(h, ref.h);
+      close(c, ref.c);
+      // a = [x, h] and its transpose per sample
+      const K = F + H;
+      for (let r = 0; r < S * B; r++)
+        for (let k = 0; k < K; k++) {
+          const v = k < F ? (xv[r * F + k] ?? 0) : (h?.[r * H + k - F] ?? 0);
+          expect(a?.[r * K + k]).toBe(Math.fround(v));
+          const [s0, b0] = [Math.floor(r / B), r % B];
+          expect(aT?.[s0 * K * B + k * B + b0]).toBe(Math.fround(v));
+        }
+      const actT = tf.tensor4d(act ?? new Float32Array(), [5, S, B, H]);
+      const [dpre, dcp] = run('BlitzLSTMCellGrad', {
+        dy: t.dy,
+        dh: t.dh,
+        dc: t.dc,
+        act: actT,
+        cPrev: t.s,
+      });
+      close(dpre, ref.dpre);
+      close(dcp, ref.dcp);
+      const [gh, gact] = run('BlitzGRUCell', { pre: t.pre, h: t.s });
+      close(gh, gru.h);
+      const gactT = tf.tensor4d(gact ?? new Float32Array(), [4, S, B, H]);
+      const [gdpre, dhz] = run('BlitzGRUCellGrad', {
+        dy: t.dy,
+        dh: t.dh,
+        dhz: t.dc,
+        act: gactT,
+        hPrev: t.s,
+      });
+      close(gdpre, gru.dpre);
+      close(dhz, gru.dhz);
+      tf.dispose([...Object.values(t), actT, gactT]);
+      expect(tf.memory().numTensors).toBe(before.numTensors);
+      expect(tf.memory().numDataBuffers).toBe(before.numDataBuffers);
+    }
   });
 });
 

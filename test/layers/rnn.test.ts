@@ -1073,3 +1073,106 @@ describe('bayesianLSTM / bayesianGRU: vmapSamples, training, backends', () => {
     );
   });
 });
+
+describe('bayesianLSTM / bayesianGRU: the fused recurrence', () => {
+  afterAll(async () => {
+    await useBackend(TEST_BACKEND);
+  });
+
+  /** Outputs, final state and gradients (params and initial state) of one batched pass. */
+  function passWithGrads(cell: Cell, bias: boolean, batchedX: boolean): number[][] {
+    const layer = makeLayer(cell, 3, 4, bias, false, 'rnn');
+    const { params } = layer.init(key(11), [-1, 5, 3]);
+    const S = 2;
+    const xShape = batchedX ? [S, 2, 5, 3] : [2, 5, 3];
+    const x = tf.tensor(
+      uniformArray(
+        key(12),
+        xShape.reduce((a, b) => a * b),
+        -1,
+        1,
+      ),
+      xShape,
+    );
+    // a per-sample initial state with a per-sample input, a shared one with a shared input
+    const sShape = batchedX ? [S, 2, 4] : [2, 4];
+    const n = sShape.reduce((a, b) => a * b);
+    const tree = {
+      p: params,
+      h: tf.tensor(uniformArray(key(13), n, -1, 1), sShape),
+      c: tf.tensor(uniformArray(key(14), n, -1, 1), sShape),
+    };
+    const state = (t: typeof tree) => (cell === 'lstm' ? { h: t.h, c: t.c } : { h: t.h });
+    const keys = Array.from({ length: S }, (_, s) => foldIn(key(15), s));
+    const apply = (t: typeof tree): tf.Tensor =>
+      batchedX
+        ? layer.applyBatched(t.p as never, { x, state: state(t) } as never, {
+            keys,
+            numSamples: S,
+            batched: true,
+            mode: 'sample',
+          }).out
+        : vmapSamples(layer, S)(t.p, { x, state: state(t) } as never, { key: key(15) }).out;
+    const out = apply(tree);
+    const { value, grads } = valueAndGrad((t: typeof tree) => {
+      const o = apply(t);
+      const r = tf.sin(tf.reshape(tf.range(0, o.size), o.shape));
+      return tf.sum(tf.mul(o, r)) as tf.Scalar;
+    })(tree);
+    const res = [vals(out), [num(value)], ...leaves(grads).map(vals)];
+    if (cell === 'gru') res.pop(); // c is not an input of the GRU: its gradient is zero
+    dispose([tree, x, out, value, grads as never]);
+    return res;
+  }
+
+  it('on wasm, the fused cells equal the op-by-op recurrence (outputs, gradients, state)', async () => {
+    await useBackend('wasm');
+    const names = ['BlitzLSTMCell', 'BlitzLSTMCellGrad', 'BlitzGRUCell', 'BlitzGRUCellGrad'];
+    const cells = tf.getKernelsForBackend('wasm').filter((k) => names.includes(k.kernelName));
+    expect(cells.length).toBe(4);
+    for (const cell of ['lstm', 'gru'] as const) {
+      for (const [bias, batchedX] of [
+        [true, false],
+        [false, true],
+      ] as const) {
+        const fused = passWithGrads(cell, bias, batchedX);
+        for (const n of names) tf.unregisterKernel(n, 'wasm');
+        let ops: number[][];
+        try {
+          ops = passWithGrads(cell, bias, batchedX);
+        } finally {
+          cells.forEach((k) => tf.registerKernel(k));
+        }
+        expect(fused.length).toBe(ops.length);
+        fused.forEach((f, i) => expectClose(f, ops[i]!, 1e-5, 1e-6, `${cell} part ${i}`));
+      }
+    }
+  });
+
+  it('costs a few kernels per step: one op for the sequence, with its own backward pass', async () => {
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await useBackend(backend);
+      for (const cell of ['lstm', 'gru'] as const) {
+        const layer = makeLayer(cell, 3, 4, true, false, 'rnn');
+        const { params } = layer.init(key(1), [-1, 4, 3]);
+        const count = async (T: number): Promise<number> => {
+          const x = tf.tensor3d(uniformArray(key(2), 2 * T * 3, -1, 1), [2, T, 3]);
+          const info = await tf.profile(() => {
+            const { value, grads } = valueAndGrad(
+              (p: ParamTree) =>
+                tf.sum(vmapSamples(layer, 3)(p as never, x, { key: key(3) }).out) as tf.Scalar,
+            )(params);
+            dispose([value, grads]);
+          });
+          x.dispose();
+          return info.kernels.length;
+        };
+        const perStep = ((await count(12)) - (await count(4))) / 8;
+        // fused cells on wasm: matMul + cell forward, cell gradient + matMul; the op-by-op
+        // recurrence ~12 ops forward and ~10 backward (autodiff through the steps: ~130)
+        expect(perStep).toBeLessThanOrEqual(backend === 'wasm' ? 6 : 30);
+        dispose(params);
+      }
+    }
+  });
+});
