@@ -707,7 +707,7 @@ function recurrenceOp(lstm: boolean, d: Dims, inp: RecInputs): RecOutputs {
 /** One recurrent cell type. */
 interface Cell<S extends StateRec> {
   readonly kind: 'bayesianLSTM' | 'bayesianGRU';
-  /** Gate blocks in the weight matrices (the GRU's are padded to four in `run`). */
+  /** Gate blocks in the weight matrices (the recurrence pads the GRU's to four, see above). */
   readonly gates: 3 | 4;
   readonly stateKeys: readonly (keyof S & string)[];
 }
