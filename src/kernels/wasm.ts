@@ -502,181 +502,162 @@ const unsortedSegmentSumConfig = opsKernel(
 
 // ---------------------------------------------------------------------------------------------
 // MaxPoolGrad / MaxPool3DGrad. The first maximum of each window in row-major window order (as
-// tfjs's cpu MaxPoolGrad and TensorFlow choose) receives dy. Built from rank-4 slices and pads
-// only: wasm's StridedSlice, its Slice and Transpose above rank 4 and its broadcasting compare
-// and select are slow, and its XNNPACK pad returns garbage above rank 6. The input, padded with
-// -Inf (or cropped) to whole stride tiles, is viewed one spatial axis at a time as
-// `[before, tiles, stride, after]`: the window entry at offset `o = q*s + r` for all outputs is
-// the slice at residue r from tile q. Each offset's share of dy is padded back into its tiles the
-// same way, axis by axis, and the shares are summed.
+// tfjs's cpu MaxPoolGrad and TensorFlow choose: a strictly greater value replaces the running
+// maximum, so padding, NaN and a window of -Infinity never win, and such a window passes no
+// gradient) receives dy. Computed on the heap in one pass over the input: per output position,
+// the running maximum and its position for all channels at once (contiguous reads along C), then
+// dy scattered into the zeroed dx. Overlapping windows (a stride below the filter size) sum their
+// shares in float64 first, as the cpu backend does. (The first version built this from slices,
+// pads, compares and selects: ~40 kernels and 24 ms for LeNet's two pools where this takes ~2.)
 
-interface PoolGeometry {
-  readonly filter: readonly number[];
-  readonly strides: readonly number[];
-  readonly outSizes: readonly number[];
-  /** Tiles per axis: the last window starts at tile `O - 1` and spans `ceil(K / s)` tiles. */
-  readonly tiles: readonly number[];
+/** `[N, D, H, W, C]` geometry of a max pool (a 2-D pool has `D = 1`). */
+interface PoolDims {
+  readonly n: number;
+  readonly c: number;
+  readonly inS: readonly [number, number, number];
+  readonly outS: readonly [number, number, number];
+  readonly filter: readonly [number, number, number];
+  readonly strides: readonly [number, number, number];
+  readonly before: readonly [number, number, number];
 }
 
-const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
-
-/** Window entries of `t` (`[pre, tiles*stride along axes a.., C]`), in row-major offset order. */
-function windowEntries(t: tf.Tensor, a: number, g: PoolGeometry, c: number): tf.Tensor[] {
-  const r = g.filter.length;
-  if (a === r) return [t];
-  const pre = t.shape[0] ?? 0;
-  const [k, s, o, tiles] = [
-    g.filter[a] ?? 1,
-    g.strides[a] ?? 1,
-    g.outSizes[a] ?? 1,
-    g.tiles[a] ?? 1,
-  ];
-  const restShape = [...g.tiles.slice(a + 1).map((ti, i) => ti * (g.strides[a + 1 + i] ?? 1)), c];
-  const view = tf.reshape(t, [pre, tiles, s, prod(restShape)]);
-  return Array.from({ length: k }, (_, i) =>
-    windowEntries(
-      tf.reshape(tf.slice(view, [0, Math.floor(i / s), i % s, 0], [pre, o, 1, prod(restShape)]), [
-        pre * o,
-        ...restShape,
-      ]),
-      a + 1,
-      g,
-      c,
-    ),
-  ).flat();
+function maxPoolGradHeap(
+  kernel: string,
+  backend: unknown,
+  dy: tf.TensorInfo,
+  x: tf.TensorInfo,
+  g: PoolDims,
+) {
+  const be = heapBackend(kernel, backend);
+  if (dy.dtype !== 'float32' || x.dtype !== 'float32') {
+    fail(kernel, `'dy' and 'input' must be float32, got ${dy.dtype} and ${x.dtype}`);
+  }
+  const { n: N, c: C, inS, outS, filter, strides, before } = g;
+  const [D, H, W] = inS;
+  const [OD, OH, OW] = outS;
+  const [fd, fh, fw] = filter;
+  const [sd, sh, sw] = strides;
+  const [bd, bh, bw] = before;
+  const out = be.makeOutput([...x.shape], 'float32');
+  const size = N * D * H * W * C;
+  const { arr } = heapOf(be, 'float32');
+  const xAt = start(be, x, 2);
+  const dyAt = start(be, dy, 2);
+  const dxAt = start(be, out, 2);
+  const overlap = fd > sd || fh > sh || fw > sw;
+  const acc = overlap ? new Float64Array(size) : undefined;
+  if (!overlap) arr.fill(0, dxAt, dxAt + size);
+  // one output row at a time: the running maxima of its OW * C outputs, window offset by offset
+  const row = OW * C;
+  const best = new Float64Array(row);
+  const pos = new Int32Array(row);
+  let dyRow = dyAt;
+  for (let n = 0; n < N; n++) {
+    for (let od = 0; od < OD; od++) {
+      const d0 = od * sd - bd;
+      for (let oh = 0; oh < OH; oh++, dyRow += row) {
+        const h0 = oh * sh - bh;
+        best.fill(-Infinity);
+        pos.fill(-1);
+        for (let d = Math.max(d0, 0), de = Math.min(d0 + fd, D); d < de; d++) {
+          for (let h = Math.max(h0, 0), he = Math.min(h0 + fh, H); h < he; h++) {
+            const rowBase = ((n * D + d) * H + h) * W;
+            for (let kw = 0; kw < fw; kw++) {
+              for (let ow = 0; ow < OW; ow++) {
+                const w = ow * sw - bw + kw;
+                if (w < 0 || w >= W) continue;
+                const at = (rowBase + w) * C;
+                const j = ow * C;
+                for (let c = 0; c < C; c++) {
+                  const v = arr[xAt + at + c] as number;
+                  if (v > (best[j + c] as number)) {
+                    best[j + c] = v;
+                    pos[j + c] = at + c;
+                  }
+                }
+              }
+            }
+          }
+        }
+        for (let j = 0; j < row; j++) {
+          const p = pos[j] as number;
+          if (p < 0) continue;
+          const v = arr[dyRow + j] as number;
+          if (acc !== undefined) acc[p] = (acc[p] as number) + v;
+          else arr[dxAt + p] = v;
+        }
+      }
+    }
+  }
+  if (acc !== undefined) arr.set(acc, dxAt);
+  return out;
 }
 
-/** Inverse of `windowEntries`: sums the shares back into `[pre, tiles*stride along axes a.., C]`. */
-function placeShares(
-  shares: readonly tf.Tensor[],
-  a: number,
-  pre: number,
-  g: PoolGeometry,
-  c: number,
-): tf.Tensor {
-  const r = g.filter.length;
-  if (a === r) return tf.reshape(shares[0] ?? tf.zeros([pre, c]), [pre, c]);
-  const [k, s, o, tiles] = [
-    g.filter[a] ?? 1,
-    g.strides[a] ?? 1,
-    g.outSizes[a] ?? 1,
-    g.tiles[a] ?? 1,
-  ];
-  const group = prod(g.filter.slice(a + 1));
-  const restSize = prod(g.tiles.slice(a + 1).map((ti, i) => ti * (g.strides[a + 1 + i] ?? 1))) * c;
-  const pieces = Array.from({ length: k }, (_, i) => {
-    const q = Math.floor(i / s);
-    const rr = i % s;
-    const inner = placeShares(shares.slice(i * group, (i + 1) * group), a + 1, pre * o, g, c);
-    return padCrop(tf.reshape(inner, [pre, o, 1, restSize]), [
-      [0, 0],
-      [q, tiles - q - o],
-      [rr, s - rr - 1],
-      [0, 0],
-    ]);
-  });
-  const [only] = pieces;
-  const summed = pieces.length === 1 && only !== undefined ? only : tf.addN(pieces);
-  return tf.reshape(summed, [pre, tiles * s * restSize]);
+const dims3 = <T>(xs: readonly T[], fill: T): [T, T, T] => {
+  const [a = fill, b = fill, c = fill] = xs.length === 2 ? [fill, ...xs] : xs;
+  return [a, b, c];
+};
+
+function poolInput(kernel: string, inputs: tf.NamedTensorInfoMap, name: string, rank: number) {
+  const t = inputs[name];
+  if (t === undefined) fail(kernel, `missing input '${name}'`);
+  if (t.shape.length !== rank) {
+    fail(kernel, `input '${name}' must be rank ${rank}, got shape [${t.shape}]`);
+  }
+  return t;
 }
 
-function maxPoolGrad(
-  dy: tf.Tensor,
-  x: tf.Tensor,
-  filter: readonly number[],
-  strides: readonly number[],
-  before: readonly number[],
-): tf.Tensor {
-  const r = filter.length;
-  const n = x.shape[0] ?? 0;
-  const c = x.shape[r + 1] ?? 0;
-  const outSizes = dy.shape.slice(1, r + 1);
-  const tiles = outSizes.map((o, i) => o - 1 + Math.ceil((filter[i] ?? 1) / (strides[i] ?? 1)));
-  const g: PoolGeometry = { filter, strides, outSizes, tiles };
-  const edges: Pair[] = [
-    [0, 0],
-    ...x.shape.slice(1, r + 1).map((size, i): Pair => {
-      const b = before[i] ?? 0;
-      return [b, (tiles[i] ?? 0) * (strides[i] ?? 1) - size - b];
-    }),
-    [0, 0],
-  ];
-  const entries = windowEntries(padCrop(x, edges, -Infinity), 0, g, c).map((e) =>
-    tf.reshape(e, dy.shape),
+const maxPoolGradConfig = heapKernel('MaxPoolGrad', ({ inputs, backend, attrs }) => {
+  const k = 'MaxPoolGrad';
+  const dy = poolInput(k, inputs, 'dy', 4);
+  const x = poolInput(k, inputs, 'input', 4);
+  const xShape = x.shape as Shape4;
+  const info = tf.backend_util.computePool2DInfo(
+    xShape,
+    pairAttr(k, attrs, 'filterSize'),
+    pairAttr(k, attrs, 'strides'),
+    1,
+    padAttr(k, attrs),
+    roundingAttr(k, attrs),
   );
-  const windowMax = entries.reduce((m, e) => tf.maximum(m, e));
-  const zeros = tf.zerosLike(dy);
-  let taken: tf.Tensor | undefined;
-  const shares = entries.map((e) => {
-    const isMax = tf.equal(e, windowMax);
-    const hit = taken === undefined ? isMax : tf.logicalAnd(isMax, tf.logicalNot(taken));
-    taken = taken === undefined ? isMax : tf.logicalOr(taken, isMax);
-    return tf.where(hit, dy, zeros);
+  return maxPoolGradHeap(k, backend, dy, x, {
+    n: xShape[0],
+    c: xShape[3],
+    inS: [1, xShape[1], xShape[2]],
+    outS: dims3(dy.shape.slice(1, 3), 1),
+    filter: [1, info.filterHeight, info.filterWidth],
+    strides: [1, info.strideHeight, info.strideWidth],
+    before: [0, info.padInfo.top, info.padInfo.left],
   });
-  const paddedShape = [n, ...tiles.map((t, i) => t * (strides[i] ?? 1)), c];
-  return padCrop(
-    tf.reshape(placeShares(shares, 0, n, g, c), paddedShape),
-    edges.map(([b, a]): Pair => [-b, -a]),
+});
+
+const maxPool3dGradConfig = heapKernel('MaxPool3DGrad', ({ inputs, backend, attrs }) => {
+  const k = 'MaxPool3DGrad';
+  const dy = poolInput(k, inputs, 'dy', 5);
+  const x = poolInput(k, inputs, 'input', 5);
+  const xShape = x.shape as Shape5;
+  const pad = padAttr(k, attrs);
+  if (typeof pad === 'object') fail(k, `attribute 'pad' must be 'same', 'valid' or a number`);
+  const [fd = 1, fh = 1, fw = 1] = tupleAttr(k, attrs, 'filterSize', 3);
+  const [sd = 1, sh = 1, sw = 1] = tupleAttr(k, attrs, 'strides', 3);
+  const info = tf.backend_util.computePool3DInfo(
+    xShape,
+    [fd, fh, fw],
+    [sd, sh, sw],
+    1,
+    pad,
+    roundingAttr(k, attrs),
   );
-}
-
-const maxPoolGradConfig = opsKernel(
-  'MaxPoolGrad',
-  [
-    ['dy', 4],
-    ['input', 4],
-  ],
-  ([dy, x], attrs) => {
-    const k = 'MaxPoolGrad';
-    const xs = x as tf.Tensor4D;
-    const info = tf.backend_util.computePool2DInfo(
-      xs.shape,
-      pairAttr(k, attrs, 'filterSize'),
-      pairAttr(k, attrs, 'strides'),
-      1,
-      padAttr(k, attrs),
-      roundingAttr(k, attrs),
-    );
-    return maxPoolGrad(
-      dy as tf.Tensor,
-      xs,
-      [info.filterHeight, info.filterWidth],
-      [info.strideHeight, info.strideWidth],
-      [info.padInfo.top, info.padInfo.left],
-    );
-  },
-);
-
-const maxPool3dGradConfig = opsKernel(
-  'MaxPool3DGrad',
-  [
-    ['dy', 5],
-    ['input', 5],
-  ],
-  ([dy, x], attrs) => {
-    const k = 'MaxPool3DGrad';
-    const xs = x as tf.Tensor5D;
-    const pad = padAttr(k, attrs);
-    if (typeof pad === 'object') fail(k, `attribute 'pad' must be 'same', 'valid' or a number`);
-    const [fd = 1, fh = 1, fw = 1] = tupleAttr(k, attrs, 'filterSize', 3);
-    const [sd = 1, sh = 1, sw = 1] = tupleAttr(k, attrs, 'strides', 3);
-    const info = tf.backend_util.computePool3DInfo(
-      xs.shape,
-      [fd, fh, fw],
-      [sd, sh, sw],
-      1,
-      pad,
-      roundingAttr(k, attrs),
-    );
-    return maxPoolGrad(
-      dy as tf.Tensor,
-      xs,
-      [info.filterDepth, info.filterHeight, info.filterWidth],
-      [info.strideDepth, info.strideHeight, info.strideWidth],
-      [info.padInfo.front, info.padInfo.top, info.padInfo.left],
-    );
-  },
-);
+  return maxPoolGradHeap(k, backend, dy, x, {
+    n: xShape[0],
+    c: xShape[4],
+    inS: [xShape[1], xShape[2], xShape[3]],
+    outS: dims3(dy.shape.slice(1, 4), 1),
+    filter: [info.filterDepth, info.filterHeight, info.filterWidth],
+    strides: [info.strideDepth, info.strideHeight, info.strideWidth],
+    before: [info.padInfo.front, info.padInfo.top, info.padInfo.left],
+  });
+});
 
 // ---------------------------------------------------------------------------------------------
 // Conv3DBackpropFilterV2 / Conv3DBackpropInputV2: as the 2D ones, with conv3d (which takes no
@@ -1147,7 +1128,7 @@ const identityConfig = heapKernel('Identity', ({ inputs, backend }) => {
 
 /** The wasm module's C functions that the heap kernels call. */
 interface WasmFns {
-  readonly matMul: Cwrapped;
+  readonly fusedMatMul: Cwrapped;
   readonly transpose: Cwrapped;
   readonly sigmoid: Cwrapped;
 }
@@ -1160,7 +1141,7 @@ function wasmFunctions(be: HeapBackend): WasmFns {
     const n = 'number';
     const arr = 'array';
     f = {
-      matMul: be.wasm.cwrap('BatchMatMul', null, [n, arr, n, n, arr, n, n, n, n]),
+      fusedMatMul: be.wasm.cwrap('_FusedMatMul', null, [n, arr, n, n, arr, n, n, n, n, n, n, n, n]),
       transpose: be.wasm.cwrap('Transpose', null, [n, arr, n, n, n, arr, n]),
       sigmoid: be.wasm.cwrap('Sigmoid', null, [n, n]),
     };
@@ -1274,18 +1255,32 @@ function cachedB(
   return ids;
 }
 
-const batchMatMulConfig = heapKernel('BatchMatMul', ({ inputs, backend, attrs }) => {
-  const k = 'BatchMatMul';
-  const be = heapBackend(k, backend);
-  const a = inputs['a'];
-  const b = inputs['b'];
-  if (a === undefined || b === undefined) fail(k, "missing input 'a' or 'b'");
-  const { transposeA, transposeB } = attrs as unknown as {
-    transposeA: boolean;
-    transposeB: boolean;
-  };
+/** XNNPACK's output clamp for an activation of `_FusedMatMul` (tfjs's `FusableActivation` codes). */
+const CLAMPED_ACTIVATIONS: Readonly<Record<string, number>> = { linear: 0, relu: 1, relu6: 2 };
+
+/** A bias and clamp fused into the products: `bias` is `[N]` for all, or one `[N]` per entry. */
+interface Epilogue {
+  readonly bias: tf.TensorInfo | undefined;
+  readonly perEntry: boolean;
+  readonly activation: number;
+}
+
+/**
+ * `a @ b` (+ bias, clamped) on the heap, `[...outer, M, N]`; see the section comment. `epilogue`
+ * (from `_FusedMatMul`) adds a bias of `N` values (shared) or of `[batch, 1, N]` (one row per batch
+ * entry) and applies relu / relu6, inside XNNPACK's fully-connected operator.
+ */
+function matMulHeap(
+  k: string,
+  be: HeapBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  epilogue?: Epilogue,
+): tf.TensorInfo {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') {
-    throw new Error(`BatchMatMul for non non-float32 tensors not yet supported.`);
+    throw new Error(`${k} for non non-float32 tensors not yet supported.`);
   }
   const ra = a.shape.length;
   const rb = b.shape.length;
@@ -1309,8 +1304,24 @@ const batchMatMulConfig = heapKernel('BatchMatMul', ({ inputs, backend, attrs })
   const out = be.makeOutput([batch, M, N], 'float32');
   const outShape = [...outer, M, N];
   if (batch * M * N === 0) return { ...out, shape: outShape };
+  const bias = epilogue?.bias;
+  const activation = epilogue?.activation ?? 0;
   if (K === 0) {
-    (be.typedArrayFromHeap(out) as Float32Array).fill(0);
+    const o = be.typedArrayFromHeap(out) as Float32Array;
+    if (bias === undefined) o.fill(0);
+    else {
+      const bv = be.typedArrayFromHeap(bias) as Float32Array;
+      const lo = activation === 0 ? -Infinity : 0;
+      const hi = activation === 2 ? 6 : Infinity;
+      for (let i = 0; i < batch; i++) {
+        const at = epilogue?.perEntry === true ? i * N : 0;
+        for (let m = 0; m < M; m++) {
+          for (let j = 0; j < N; j++) {
+            o[(i * M + m) * N + j] = Math.min(Math.max(bv[at + j] as number, lo), hi);
+          }
+        }
+      }
+    }
     return { ...out, shape: outShape };
   }
   const temps: tf.TensorInfo[] = [];
@@ -1342,18 +1353,45 @@ const batchMatMulConfig = heapKernel('BatchMatMul', ({ inputs, backend, attrs })
             return v;
           });
   }
+  // the bias: one id for all products, or one view per batch entry
+  const dBias = bias === undefined ? undefined : dataOf(k, be, bias);
+  const perEntry = epilogue?.perEntry === true && batch > 1;
+  const biasIds: readonly number[] =
+    dBias === undefined
+      ? [0]
+      : perEntry
+        ? Array.from({ length: batch }, (_, i) => {
+            const v = view(be, dBias.memoryOffset + i * N * 4, N);
+            views.push(v);
+            return v;
+          })
+        : [dBias.id];
   const O = dataOf(k, be, out);
-  const { matMul } = wasmFunctions(be);
-  const run = (aId: number, rows: number, bId: number, oId: number): void =>
-    matMul(aId, int32Bytes([1, rows, K]), 3, bId, int32Bytes([1, K, N]), 3, false, false, oId);
-  if (batchB === 1) {
+  const { fusedMatMul } = wasmFunctions(be);
+  const run = (aId: number, rows: number, bId: number, oId: number, biasId: number): void =>
+    fusedMatMul(
+      aId,
+      int32Bytes([1, rows, K]),
+      3,
+      bId,
+      int32Bytes([1, K, N]),
+      3,
+      false,
+      false,
+      activation,
+      biasId,
+      0,
+      0,
+      oId,
+    );
+  if (batchB === 1 && !perEntry) {
     // [batch * M, K] x [K, N]: the batch entries of a are consecutive rows
-    run(dA.id, batch * M, bIds[0] as number, O.id);
+    run(dA.id, batch * M, bIds[0] as number, O.id, biasIds[0] as number);
   } else {
     for (let i = 0; i < batch; i++) {
       const ai = batchA === 1 ? dA.id : view(be, dA.memoryOffset + (i % batchA) * M * K * 4, M * K);
       const oi = view(be, O.memoryOffset + i * M * N * 4, M * N);
-      run(ai, M, bIds[i % batchB] as number, oi);
+      run(ai, M, bIds[i % batchB] as number, oi, biasIds[perEntry ? i : 0] as number);
       if (ai !== dA.id) dropView(be, ai);
       dropView(be, oi);
     }
@@ -1361,6 +1399,102 @@ const batchMatMulConfig = heapKernel('BatchMatMul', ({ inputs, backend, attrs })
   for (const v of views) dropView(be, v);
   for (const t of temps) be.disposeData(t.dataId);
   return { ...out, shape: outShape };
+}
+
+const batchMatMulConfig = heapKernel('BatchMatMul', ({ inputs, backend, attrs }) => {
+  const k = 'BatchMatMul';
+  const be = heapBackend(k, backend);
+  const a = inputs['a'];
+  const b = inputs['b'];
+  if (a === undefined || b === undefined) fail(k, "missing input 'a' or 'b'");
+  const { transposeA, transposeB } = attrs as unknown as {
+    transposeA: boolean;
+    transposeB: boolean;
+  };
+  return matMulHeap(k, be, a, b, transposeA, transposeB);
+});
+
+// _FusedMatMul (tf.fused.matMul: a product, a bias, an activation). The wasm package's takes only
+// a rank-1 bias and, like its BatchMatMul, runs the scalar loop for every batched or transposed
+// product. This one runs the products above with the bias and a relu / relu6 clamp inside
+// XNNPACK's operator (no pass over the output to add a bias or clamp it): a bias of `N` values, or
+// one row per batch entry (`[..., batch, 1, N]`, the layout of a bias per posterior sample). Any
+// other bias shape and the activations XNNPACK cannot clamp (prelu, leakyrelu, sigmoid, elu) are
+// computed as the product above followed by tfjs ops.
+
+/** How the bias of a `_FusedMatMul` meets the output `[...outer, M, N]`, or undefined (other). */
+function biasLayout(bias: tf.TensorInfo, outer: readonly number[], N: number): boolean | undefined {
+  const s = bias.shape;
+  if (sizeOf(s) === N && (s.length === 0 ? N === 1 : s[s.length - 1] === N)) return false;
+  const batch = sizeOf([...outer]);
+  if (
+    s.length >= 2 &&
+    s[s.length - 1] === N &&
+    s[s.length - 2] === 1 &&
+    sizeOf(s.slice(0, -2)) === batch &&
+    s.slice(0, -2).join() === outer.slice(outer.length - (s.length - 2)).join() &&
+    outer.slice(0, outer.length - (s.length - 2)).every((d) => d === 1)
+  ) {
+    return true;
+  }
+  return undefined;
+}
+
+const fusedMatMulConfig = heapKernel('_FusedMatMul', ({ inputs, backend, attrs }) => {
+  const k = '_FusedMatMul';
+  const be = heapBackend(k, backend);
+  const a = inputs['a'];
+  const b = inputs['b'];
+  if (a === undefined || b === undefined) fail(k, "missing input 'a' or 'b'");
+  const { transposeA, transposeB, activation, leakyreluAlpha } = attrs as unknown as {
+    transposeA: boolean;
+    transposeB: boolean;
+    activation: string;
+    leakyreluAlpha?: number;
+  };
+  const bias = inputs['bias'];
+  const prelu = inputs['preluActivationWeights'];
+  const rb = b.shape.length;
+  const N = (transposeB ? b.shape[rb - 2] : b.shape[rb - 1]) ?? 0;
+  const outer = tf.broadcast_util.assertAndGetBroadcastShape(
+    a.shape.slice(0, -2),
+    b.shape.slice(0, -2),
+  );
+  const clamp = CLAMPED_ACTIVATIONS[activation];
+  const layout = bias === undefined ? false : biasLayout(bias, outer, N);
+  if (clamp !== undefined && layout !== undefined) {
+    return matMulHeap(k, be, a, b, transposeA, transposeB, {
+      bias,
+      perEntry: layout,
+      activation: clamp,
+    });
+  }
+  // the general case: the product, then the bias and the activation as ops
+  const product = matMulHeap(k, be, a, b, transposeA, transposeB);
+  const result = tf.tidy(() => {
+    const t = tf.engine().makeTensorFromTensorInfo(product);
+    const asTensor = (info: tf.TensorInfo): tf.Tensor => {
+      const x = tf.engine().makeTensorFromTensorInfo(info);
+      be.incRef(info.dataId);
+      return x;
+    };
+    let y: tf.Tensor = bias === undefined ? t : tf.add(t, asTensor(bias));
+    if (activation === 'relu') y = tf.relu(y);
+    else if (activation === 'relu6') y = tf.relu6(y);
+    else if (activation === 'elu') y = tf.elu(y);
+    else if (activation === 'sigmoid') y = tf.sigmoid(y);
+    else if (activation === 'leakyrelu') y = tf.leakyRelu(y, leakyreluAlpha ?? 0.2);
+    else if (activation === 'prelu') {
+      if (prelu === undefined) fail(k, "activation 'prelu' needs 'preluActivationWeights'");
+      y = tf.prelu(y, asTensor(prelu));
+    } else if (activation !== 'linear') fail(k, `unknown activation '${activation}'`);
+    return y === t ? tf.clone(t) : y;
+  });
+  be.disposeData(product.dataId);
+  be.incRef(result.dataId);
+  const info: tf.TensorInfo = { dataId: result.dataId, shape: result.shape, dtype: result.dtype };
+  result.dispose();
+  return info;
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1648,6 +1782,7 @@ export const WASM_REPLACED_KERNELS: readonly string[] = Object.freeze([
   'Conv3DBackpropFilterV2',
   'Conv3DBackpropInputV2',
   'BatchMatMul',
+  '_FusedMatMul',
   'Slice',
   'Unpack',
   'SplitV',
@@ -1674,6 +1809,7 @@ const REPLACEMENTS: readonly tf.KernelConfig[] = [
   conv3dBackpropFilterConfig,
   conv3dBackpropInputConfig,
   batchMatMulConfig,
+  fusedMatMulConfig,
   sliceConfig,
   unpackConfig,
   splitVConfig,

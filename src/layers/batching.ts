@@ -30,6 +30,53 @@ export interface BatchCtx extends Omit<ApplyCtx, 'key' | 'sample'> {
    * `first + s`.
    */
   readonly firstSample?: number;
+  /**
+   * An activation to apply to this layer's output, given by `serial` only to a layer that fuses
+   * it (`fusesActivation`) in place of the activation layer that follows it (see
+   * `fusibleActivation`). Combinators do not pass it on to their children.
+   */
+  readonly activation?: FusedActivation;
+}
+
+/**
+ * An activation that a layer can fuse into its product (tfjs's fused matMul: on wasm the bias and
+ * the clamp run inside XNNPACK's operator, with no pass over the output of their own).
+ */
+export type FusedActivation = 'relu' | 'relu6';
+
+const ACTIVATION_LAYERS = new WeakMap<object, FusedActivation>();
+const FUSING_LAYERS = new WeakSet<object>();
+
+/**
+ * `markFusibleActivation(layer, activation) -> layer`: marks an element-wise activation layer
+ * (no parameters, KL 0, keeps the input's batching) that a preceding `fusesActivation` layer may
+ * apply instead, in a batched pass of `serial`.
+ */
+export function markFusibleActivation<L extends object>(layer: L, activation: FusedActivation): L {
+  ACTIVATION_LAYERS.set(layer, activation);
+  return layer;
+}
+
+/** The activation that `layer` computes, if it is a marked activation layer. */
+export const fusibleActivation = (layer: object): FusedActivation | undefined =>
+  ACTIVATION_LAYERS.get(layer);
+
+/**
+ * `markFusesActivation(layer) -> layer`: marks a layer whose batch rule applies `ctx.activation`
+ * to its output (every branch of it), so that `serial` may fuse the activation layer after it.
+ */
+export function markFusesActivation<L extends object>(layer: L): L {
+  FUSING_LAYERS.add(layer);
+  return layer;
+}
+
+/** Whether `layer`'s batch rule applies `ctx.activation` (see `markFusesActivation`). */
+export const fusesActivation = (layer: object): boolean => FUSING_LAYERS.has(layer);
+
+/** `applyActivation(x, activation?) -> y`: the activation, unfused (`x` itself when none). */
+export function applyActivation(x: tf.Tensor, activation: FusedActivation | undefined): tf.Tensor {
+  if (activation === undefined) return x;
+  return activation === 'relu' ? tf.relu(x) : tf.relu6(x);
 }
 
 /** The output, the per-sample KL `[S]` and whether `out` has the leading sample axis. */
@@ -73,7 +120,13 @@ export function childBatchCtx(
   path: string,
   batched: boolean = ctx.batched,
 ): BatchCtx {
-  return { ...ctx, keys: ctx.keys?.map((k) => foldIn(k, i)), path, batched };
+  return {
+    ...ctx,
+    keys: ctx.keys?.map((k) => foldIn(k, i)),
+    path,
+    batched,
+    activation: undefined,
+  };
 }
 
 /** `zeroKl(S) -> [S]`: the per-sample KL of a computation without posterior. */
@@ -238,33 +291,49 @@ export function perSample<W extends Readonly<Record<string, tf.Tensor | undefine
 }
 
 /**
- * `sampledAffine(x, w, b?) -> y [S, M, out]`: `y[s] = x[s] @ w[s] + b[s]` for a batched input
- * `x [S, M, in]`, or `y[s] = x @ w[s] + b[s]` for a shared input `x [M, in]`; `w [S, in, out]`,
- * `b [S, out]`.
+ * `sampledAffine(x, w, b?, activation?) -> y [S, M, out]`: `y[s] = act(x[s] @ w[s] + b[s])` for a
+ * batched input `x [S, M, in]`, or `y[s] = act(x @ w[s] + b[s])` for a shared input `x [M, in]`;
+ * `w [S, in, out]`, `b [S, out]`, `act` the identity unless `activation` is given.
  *
- * Written for the backends' fast paths: tfjs-cpu runs a binary op whose operands differ only by
- * LEADING axes (`[in, out] + [S, in, out]`) as a flat loop, but broadcasts a size-1 axis inside the
- * shape (`[S, M, out] + [S, 1, out]`), and transposes and tiles, element by element through index
- * arithmetic, about 50x slower. So a shared input reaches the samples by a leading-axis broadcast,
- * and the bias by a rank-1 batched matmul (`ones [S, M, 1] @ b [S, 1, out]`). tfjs's own
- * BatchMatMul broadcasts a batch of 1 forward but not in its gradient, so neither trick relies on
- * that.
+ * Written for the backends' fast paths. wasm and webgl: one fused matMul (bias `[S, 1, out]` and
+ * activation included; on wasm src/kernels/wasm.ts runs it as XNNPACK products with the bias and
+ * the clamp inside, where a separate bias add was a matmul and an add over the whole output). cpu:
+ * tfjs-cpu runs a binary op whose operands differ only by LEADING axes (`[in, out] + [S, in, out]`)
+ * as a flat loop, but broadcasts a size-1 axis inside the shape (`[S, M, out] + [S, 1, out]`), and
+ * transposes and tiles, element by element through index arithmetic, about 50x slower (its fused
+ * matMul adds the bias that way); so there the bias arrives by a rank-1 batched matmul
+ * (`ones [S, M, 1] @ b [S, 1, out]`). Everywhere a shared input reaches the samples by a
+ * leading-axis broadcast: tfjs's BatchMatMul broadcasts a batch of 1 forward but not in its
+ * gradient.
  *
  * @example
  * ```ts
  * const y = sampledAffine(tf.ones([8, 3]), w, b); // w [S, 3, 2], b [S, 2] -> [S, 8, 2]
  * ```
  */
-export function sampledAffine(x: tf.Tensor, w: tf.Tensor3D, b?: tf.Tensor2D): tf.Tensor3D {
+export function sampledAffine(
+  x: tf.Tensor,
+  w: tf.Tensor3D,
+  b?: tf.Tensor2D,
+  activation?: FusedActivation,
+): tf.Tensor3D {
   return tidy((): tf.Tensor3D => {
     const [S, inF, outF] = w.shape;
     const M = x.shape[x.rank - 2] as number;
     const xs = (x.rank === 2 ? tf.add(tf.zeros([S, M, inF]), x) : x) as tf.Tensor3D;
+    if (tf.getBackend() !== 'cpu') {
+      // one fused product: bias and activation inside the matmul (wasm: inside XNNPACK's operator)
+      return tf.fused.matMul({
+        a: xs,
+        b: w,
+        bias: b ? tf.reshape(b, [S, 1, outF]) : undefined,
+        activation: activation ?? 'linear',
+      }) as tf.Tensor3D;
+    }
     const y = tf.matMul(xs, w) as tf.Tensor3D;
-    if (!b) return y;
-    return tf.add(
-      y,
-      tf.matMul(tf.ones([S, M, 1]), tf.reshape(b, [S, 1, outF]) as tf.Tensor3D),
-    ) as tf.Tensor3D;
+    const biased = b
+      ? tf.add(y, tf.matMul(tf.ones([S, M, 1]), tf.reshape(b, [S, 1, outF]) as tf.Tensor3D))
+      : y;
+    return applyActivation(biased, activation) as tf.Tensor3D;
   });
 }

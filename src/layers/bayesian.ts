@@ -32,7 +32,15 @@ import {
   validate,
 } from '../validation';
 import { ConfigError, MissingKeyError, ParamError, ShapeError, fmtShape, show } from '../errors';
-import { perSample, zeroKl, type BatchCtx, type BatchRule } from './batching';
+import {
+  applyActivation,
+  markFusesActivation,
+  perSample,
+  zeroKl,
+  type BatchCtx,
+  type BatchRule,
+  type FusedActivation,
+} from './batching';
 import type { Applied, ApplyCtx, Layer, NoiseFn, Shape } from './types';
 
 /**
@@ -612,6 +620,11 @@ export interface SampledCtx {
   readonly batched: boolean;
   /** The layer's path, for errors. */
   readonly path: string;
+  /**
+   * With `fusesActivation: true` in the spec: the activation `forwardSampled` must apply to its
+   * output (`serial` fused the activation layer that follows into this one).
+   */
+  readonly activation?: FusedActivation;
 }
 
 /** The context of `sample`: where the noise comes from, and whether to compute the KL. */
@@ -653,6 +666,12 @@ export interface BayesianLayerSpec<D extends WeightDecls, In, Out, InShape, OutS
    * (`perSample`).
    */
   readonly forwardSampled?: (weights: WeightsOf<D>, x: In, ctx: SampledCtx) => Out;
+  /**
+   * Whether `forwardSampled` applies `ctx.activation` (relu / relu6) to its output, e.g. fused
+   * into its matmul; `serial` then lets this layer compute a following `relu()` layer in a batched
+   * pass. Default false. (Mean mode and the per-sample fallback apply it after `forward`.)
+   */
+  readonly fusesActivation?: boolean;
   /**
    * Mean mode in a batched pass: one set of weights meets an input that may have the sample axis;
    * returns the output and whether it has the sample axis. Default: `forward(weights, x)`, keeping
@@ -853,23 +872,28 @@ export function bayesianLayer<
       const path = ctxPath(ctx, name);
       checkInput?.(x, path, ctx.batched);
       const p = checked(params, path);
+      const activation = spec.fusesActivation === true ? ctx.activation : undefined;
       const sctx: SampledCtx = { numSamples: ctx.numSamples, batched: ctx.batched, path };
+      const activated = (y: Out): Out =>
+        activation === undefined ? y : (applyActivation(y as tf.Tensor, activation) as Out);
       if (resolveMode(ctx, r.freeze) === 'mean') {
         // the same weights for every sample: keep the input's batching (vmapSamples tiles at the end)
         const w = mean(p);
         const m = spec.forwardMean
           ? spec.forwardMean(w, x, sctx)
           : { out: forward(w, x), batched: ctx.batched };
-        return { out: m.out, kl: zeroKl(ctx.numSamples), batched: m.batched };
+        return { out: activated(m.out), kl: zeroKl(ctx.numSamples), batched: m.batched };
       }
       const { weights, kl } = sampleBatched(p, ctx, path);
       const out = spec.forwardSampled
-        ? spec.forwardSampled(weights, x, sctx)
-        : perSample(
-            weights as Readonly<Record<string, tf.Tensor | undefined>>,
-            x,
-            ctx.batched,
-            (w, xs) => forward(w as W, xs),
+        ? spec.forwardSampled(weights, x, { ...sctx, activation })
+        : activated(
+            perSample(
+              weights as Readonly<Record<string, tf.Tensor | undefined>>,
+              x,
+              ctx.batched,
+              (w, xs) => forward(w as W, xs),
+            ),
           );
       return { out, kl, batched: true };
     });
@@ -920,5 +944,6 @@ export function bayesianLayer<
     forward,
     draw,
   };
-  return Object.freeze(layer);
+  const frozen = Object.freeze(layer);
+  return spec.fusesActivation === true ? markFusesActivation(frozen) : frozen;
 }

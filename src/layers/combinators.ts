@@ -8,7 +8,14 @@ import { tidy } from '../params/scope';
 import { foldIn, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
 import { joinPath } from './bayesian';
-import { applyLayerBatched, childBatchCtx, tileSamples, zeroKl } from './batching';
+import {
+  applyLayerBatched,
+  childBatchCtx,
+  fusesActivation,
+  fusibleActivation,
+  tileSamples,
+  zeroKl,
+} from './batching';
 import { check, validate } from '../validation';
 import { ShapeError, fmtShape } from '../errors';
 import { deterministicLayer, type EmptyParams } from './stateless';
@@ -201,18 +208,22 @@ export function serial(
         let h: unknown = x;
         let batched = ctx.batched;
         let kl = zeroKl(ctx.numSamples);
-        children.forEach(([k, l], i) => {
+        for (let i = 0; i < children.length; i++) {
+          const [k, l] = children[i] as [string, AnyLayer];
           const path = joinPath(ctx.path, k);
-          const r = applyLayerBatched(
-            l,
-            childParams(params, k, path),
-            h,
-            childBatchCtx(ctx, i, path, batched),
-          );
+          // a layer followed by an activation it can fuse (bayesianLinear, relu) applies both
+          const next = children[i + 1]?.[1];
+          const activation =
+            next !== undefined && fusesActivation(l) ? fusibleActivation(next) : undefined;
+          const r = applyLayerBatched(l, childParams(params, k, path), h, {
+            ...childBatchCtx(ctx, i, path, batched),
+            activation,
+          });
           h = r.out;
           batched = r.batched;
           kl = tf.add(kl, r.kl);
-        });
+          if (activation !== undefined) i++;
+        }
         return { out: h, kl, batched };
       });
     },

@@ -7,6 +7,7 @@ import { bernoulli, bernoulliArray, foldIn, uniform, type Key } from '../params/
 import { check, inRange, isBool, knownKeys, positiveInt, validate } from '../validation';
 import { MissingKeyError, ParamError, ShapeError, fmtShape } from '../errors';
 import { deterministicLayer, type EmptyParams } from './stateless';
+import { markFusibleActivation } from './batching';
 import type { Layer, Shape } from './types';
 
 type Empty = EmptyParams;
@@ -36,7 +37,10 @@ const nameOf = (opts: { name?: string } | undefined, dflt: string): string => op
  * ```
  */
 export const relu = (opts?: { name?: string }): Layer<Empty> =>
-  elementwise('relu', opts, (x) => tf.relu(x));
+  markFusibleActivation(
+    elementwise('relu', opts, (x) => tf.relu(x)),
+    'relu',
+  );
 
 /**
  * `tanh(opts?) -> Layer`.

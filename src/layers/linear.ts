@@ -122,13 +122,20 @@ export function bayesianLinear(options: BayesianLinearOptions): BayesianLinearLa
         if (weights.bias) y = tf.add(y, weights.bias);
         return tf.reshape(y, [...lead, outF]);
       }),
-    // x [S, M, in] (or shared [M, in]) through the S sampled kernels in one batched matmul
+    // x [S, M, in] (or shared [M, in]) through the S sampled kernels in one batched matmul, with
+    // the bias and a following relu fused in
+    fusesActivation: true,
     forwardSampled: (w, x, ctx) =>
       tidy(() => {
         const S = ctx.numSamples;
         const lead = ctx.batched ? x.shape.slice(1, -1) : x.shape.slice(0, -1);
         const xs = ctx.batched ? tf.reshape(x, [S, -1, inF]) : tf.reshape(x, [-1, inF]);
-        const y = sampledAffine(xs, w.kernel as tf.Tensor3D, w.bias as tf.Tensor2D | undefined);
+        const y = sampledAffine(
+          xs,
+          w.kernel as tf.Tensor3D,
+          w.bias as tf.Tensor2D | undefined,
+          ctx.activation,
+        );
         return tf.reshape(y, [S, ...lead, outF]);
       }),
   });

@@ -30,6 +30,7 @@ const REPLACED = [
   'Conv3DBackpropFilterV2',
   'Conv3DBackpropInputV2',
   'BatchMatMul',
+  '_FusedMatMul',
   'Slice',
   'Unpack',
   'SplitV',
@@ -805,6 +806,67 @@ describe('BatchMatMul on wasm (XNNPACK for every batch and transposition) agrees
       tf.matMul(tf.zeros([2, 0, 3]), tf.zeros([2, 3, 4])),
       tf.matMul(tf.ones([2, 3, 0]), tf.ones([2, 0, 4])),
       tf.matMul(tf.ones([3, 0]), tf.ones([4, 0]), false, true),
+    ]);
+  });
+});
+
+type Act = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid' | 'leakyrelu' | 'prelu';
+
+describe('_FusedMatMul on wasm (bias and relu inside XNNPACK; the rest after) agrees with cpu', () => {
+  it('every bias layout, activation and transposition, values and gradients', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        // bias: none, [N], [1, N], one row per batch entry [B, 1, N], a full [M, N] (general path)
+        fc.constantFrom<'none' | 'n' | '1n' | 'rows' | 'full'>('none', 'n', '1n', 'rows', 'full'),
+        fc.constantFrom<Act>('linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu', 'prelu'),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 4 }),
+        shapeArb(3, 9),
+        fc.nat(),
+        async (biasKind, act, ta, tb, batch, [m = 1, k = 1, n = 1], seed) => {
+          await expectBackendsAgree(() => {
+            const a = randn([batch, ...(ta ? [k, m] : [m, k])], seed);
+            const b = randn([batch, ...(tb ? [n, k] : [k, n])], seed + 1);
+            const biasShape = { none: [], n: [n], '1n': [1, n], rows: [batch, 1, n], full: [m, n] }[
+              biasKind
+            ];
+            const bias = biasKind === 'none' ? undefined : randn(biasShape, seed + 2);
+            const alpha = act === 'prelu' ? randn([n], seed + 3) : undefined;
+            const dy = randn([batch, m, n], seed + 4);
+            const f = (x: tf.Tensor, y: tf.Tensor, c?: tf.Tensor): tf.Tensor =>
+              tf.fused.matMul({
+                a: x,
+                b: y,
+                bias: c,
+                activation: act,
+                transposeA: ta,
+                transposeB: tb,
+                preluActivationWeights: alpha,
+                leakyreluAlpha: 0.3,
+              });
+            const loss = (x: tf.Tensor, y: tf.Tensor, c?: tf.Tensor): tf.Scalar =>
+              tf.sum(tf.mul(f(x, y, c), dy));
+            const grads = bias
+              ? tf.grads((x: tf.Tensor, y: tf.Tensor, c: tf.Tensor) => loss(x, y, c))([a, b, bias])
+              : tf.grads((x: tf.Tensor, y: tf.Tensor) => loss(x, y))([a, b]);
+            return [f(a, b, bias), ...grads];
+          }, 1e-5);
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+
+  it('a zero-width product is the bias, clamped', async () => {
+    await expectBackendsEqual(() => [
+      tf.fused.matMul({ a: tf.ones([2, 3, 0]), b: tf.ones([2, 0, 4]), bias: randn([2, 1, 4], 1) }),
+      tf.fused.matMul({
+        a: tf.ones([2, 3, 0]),
+        b: tf.ones([2, 0, 4]),
+        bias: randn([4], 2),
+        activation: 'relu',
+      }),
     ]);
   });
 });
