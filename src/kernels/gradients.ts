@@ -217,11 +217,45 @@ const inputGradWindows = (g: Geometry, inShape: readonly number[]): Pair[] =>
   });
 
 /**
+ * On wasm, a 2-d filter gradient without dilation goes to the `Conv2DBackpropFilter` kernel of
+ * src/kernels/wasm.ts, which runs it as one patch-matrix product where that is small (the forward
+ * conv below is slow for a first layer's few input channels and large output), else as below;
+ * undefined where the geometry is not one that explicit padding reproduces.
+ */
+function wasmFilterGrad(x: tf.Tensor, dy: tf.Tensor, g: Geometry): tf.Tensor | undefined {
+  if (tf.getBackend() !== 'wasm' || g.k.length !== 2 || g.d.some((v) => v !== 1)) return undefined;
+  if (tf.getKernel('Conv2DBackpropFilter', 'wasm') === undefined) return undefined;
+  const pads = g.k.map((k, i): Pair => {
+    const [s, b, n, o] = [g.s[i] ?? 1, g.before[i] ?? 0, x.shape[i + 1] ?? 0, dy.shape[i + 1] ?? 0];
+    return [b, Math.max(0, (o - 1) * s + k - n - b)];
+  });
+  const fits = pads.every(([b, a], i) => {
+    const [k, s, n, o] = [g.k[i] ?? 1, g.s[i] ?? 1, x.shape[i + 1] ?? 0, dy.shape[i + 1] ?? 0];
+    return b >= 0 && Math.floor((n + b + a - k) / s) + 1 === o;
+  });
+  if (!fits) return undefined;
+  const [h = [0, 0], w = [0, 0]] = pads;
+  const filterShape = [g.k[0] ?? 1, g.k[1] ?? 1, x.shape[3] ?? 0, dy.shape[3] ?? 0];
+  return tf.engine().runKernel(
+    'Conv2DBackpropFilter',
+    { x, dy },
+    {
+      strides: [g.s[0] ?? 1, g.s[1] ?? 1],
+      pad: [[0, 0], h, w, [0, 0]],
+      dataFormat: 'NHWC',
+      filterShape,
+    },
+  ) as tf.Tensor;
+}
+
+/**
  * `convFilterGrad(x, dy, g) -> dW [...k, Cin, Cout]` for channels-last `x [N, ...in, Cin]` and
  * `dy [N, ...out, Cout]`: one forward conv (see the module doc).
  */
 function convFilterGrad(x: tf.Tensor, dy: tf.Tensor, g: Geometry): tf.Tensor {
   const r = g.k.length;
+  const byKernel = wasmFilterGrad(x, dy, g);
+  if (byKernel !== undefined) return byKernel;
   const xT = permuteBlocks(x, [1, r + 1], [2, 1, 0]); // [Cin, ...in, N]
   let dyT = permuteBlocks(dy, [1, r + 1], [1, 0, 2]); // [...out, N, Cout]
   const both = g.s.some((v) => v > 1) && g.d.some((v) => v > 1);

@@ -37,6 +37,7 @@ const REPLACED = [
   'Concat',
   'Pack',
   'Tanh',
+  'Sum',
   'Identity',
 ];
 const MARK = Symbol.for('blitz-ts.wasmKernel');
@@ -867,6 +868,43 @@ describe('_FusedMatMul on wasm (bias and relu inside XNNPACK; the rest after) ag
         bias: randn([4], 2),
         activation: 'relu',
       }),
+    ]);
+  });
+});
+
+describe('Sum on wasm (leading and trailing axes on the heap, in float64) agrees with cpu', () => {
+  it('every axis set of ranks 1-5, keepDims, empty axes and zero-size inputs', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc
+          .integer({ min: 1, max: 5 })
+          .chain((rank) =>
+            fc.tuple(
+              shapeArb(rank, 5),
+              fc.subarray([...Array(rank).keys()]),
+              fc.boolean(),
+              fc.boolean(),
+            ),
+          ),
+        fc.nat(),
+        async ([shape, axes, keepDims, negative], seed) => {
+          const ax = negative ? axes.map((a) => a - shape.length) : axes;
+          await expectBackendsAgree(
+            () => [
+              tf.sum(randn(shape, seed), ax, keepDims),
+              tf.sum(tf.cast(tf.mul(randn(shape, seed), 10), 'int32'), ax, keepDims),
+            ],
+            // the package's own kernel (trailing axes) sums in float32
+            1e-4,
+          );
+        },
+      ),
+      { numRuns: 80 },
+    );
+    await expectBackendsEqual(() => [
+      tf.sum(tf.zeros([0, 3]), 0),
+      tf.sum(tf.zeros([3, 0]), 1),
+      tf.sum(tf.ones([2, 3]), []),
     ]);
   });
 });
