@@ -12,11 +12,13 @@ import {
   logSoftplus,
   gaussianReparam,
   LOG_SOFTPLUS_TAIL,
+  priorKernelSpec,
   scaleMixturePrior,
   toPrior,
   type CustomPrior,
   type GaussianParams,
   type Prior,
+  type PriorKernelSpec,
 } from '../params/distributions';
 import { foldIn, normalArray, normalArrayInto, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
@@ -467,6 +469,17 @@ export function sampleWeight(
       const buf = normalArray(key, n);
       sumEps2 = () => sumOfSquares(buf, 0, n, rs);
       eps = tf.tensor(buf, shape, 'float32');
+      // (one sample of the batched kernel: the same bits as sample s of a batched pass)
+      const one = coreKernel(
+        post,
+        tf.reshape(eps, [1, ...shape]),
+        r,
+        rs,
+        computeKl && kl !== false,
+      );
+      if (one !== undefined) {
+        return { w: tf.reshape(one.w, shape), kl: tf.reshape(one.kl, []) as tf.Scalar };
+      }
       if (handWritten(r, rs, computeKl, kl)) {
         const w = reparamWithGrad(post, buf);
         if (kl === false) return { w, kl: tf.scalar(0) };
@@ -485,6 +498,38 @@ export function sampleWeight(
     const needsEps = !(r.kl === 'closed' && r.prior.klFrom);
     return { w, kl: klTerm(post, w, logSigma, needsEps ? sumEps2() : 0, r, rs) as tf.Scalar };
   });
+}
+
+/**
+ * On wasm, the S samples and their Monte Carlo KL terms (the prior a built-in one,
+ * `priorKernelSpec`; no excluded rows) as ONE kernel with a one-kernel gradient
+ * (`BlitzGaussianSample`, src/kernels/wasm.ts), instead of ~30 ops forward and ~25 backward;
+ * undefined elsewhere.
+ */
+function coreKernel(
+  post: GaussianParams,
+  eps: tf.Tensor,
+  r: ResolvedBayesian,
+  rs: RowSelection | undefined,
+  withKl: boolean,
+): { w: tf.Tensor; kl: tf.Tensor1D } | undefined {
+  if (tf.getBackend() !== 'wasm' || tf.getKernel('BlitzGaussianSample', 'wasm') === undefined) {
+    return undefined;
+  }
+  let prior: PriorKernelSpec = [0, 0, 0, 0, 0];
+  if (withKl) {
+    const spec = priorKernelSpec(r.prior);
+    if (r.kl !== 'mc' || rs !== undefined || spec === undefined) return undefined;
+    prior = spec;
+  }
+  const [w, kl] = tf
+    .engine()
+    .runKernel(
+      'BlitzGaussianSample',
+      { mu: post.mu, rho: post.rho, eps },
+      { prior: [...prior] },
+    ) as [tf.Tensor, tf.Tensor1D];
+  return { w, kl };
 }
 
 /**
@@ -523,6 +568,8 @@ export function sampleWeightBatched(
         sums[s] = sumOfSquares(buf, s * n, (s + 1) * n, rs);
       });
       eps = tf.tensor(buf, [S, ...shape], 'float32');
+      const one = coreKernel(post, eps, r, rs, computeKl && kl !== false);
+      if (one !== undefined) return one;
       sumEps2 = tf.tensor1d(sums);
       if (handWritten(r, rs, computeKl, kl)) {
         const w = reparamWithGrad(post, buf, S);

@@ -248,6 +248,24 @@ export interface Prior {
 }
 
 /**
+ * The element-wise log-density of a built-in prior as numbers, `[kind, a, b, c, d]`, for kernels
+ * that compute it themselves (the wasm Bayesian-core kernel, src/kernels/wasm.ts): kind 1 normal,
+ * `log p = c - b (w - a)^2 / 2`; kind 2 scale mixture, `log p = a + b w^2 + softplus(c w^2 + d)`.
+ */
+export type PriorKernelSpec = readonly [number, number, number, number, number];
+
+const PRIOR_SPECS = new WeakMap<Prior, PriorKernelSpec>();
+
+function withSpec<P extends Prior>(prior: P, spec: PriorKernelSpec): P {
+  PRIOR_SPECS.set(prior, spec);
+  return prior;
+}
+
+/** `priorKernelSpec(prior) -> [kind, a, b, c, d] | undefined`: see `PriorKernelSpec`. */
+export const priorKernelSpec = (prior: Prior): PriorKernelSpec | undefined =>
+  PRIOR_SPECS.get(prior);
+
+/**
  * `normalPrior(mu = 0, sigma = 1) -> Prior`: an isotropic Gaussian prior; admits the closed-form
  * KL.
  *
@@ -264,16 +282,20 @@ export function normalPrior(mu = 0, sigma = 1): Prior {
       const z = tf.div(tf.sub(w, mu), sigma);
       return tf.sub(tf.mul(tf.square(z), -0.5), logSigma + 0.5 * LOG_2PI);
     });
-  return Object.freeze({
-    name: `normal(${mu}, ${sigma})`,
-    logDensity,
-    // -(w - mu) / sigma^2
-    dLogDensity: (w: tf.Tensor): tf.Tensor =>
-      tf.tidy(() => tf.mul(tf.sub(w, mu), -1 / (sigma * sigma))),
-    logProb: (w: tf.Tensor): tf.Scalar => tf.tidy(() => tf.sum(logDensity(w)) as tf.Scalar),
-    klFrom: (q: GaussianParams): tf.Scalar =>
-      tf.tidy(() => klNormalNormal(q.mu, logSoftplus(q.rho), mu, sigma)),
-  });
+  const spec: PriorKernelSpec = [1, mu, 1 / (sigma * sigma), -(logSigma + 0.5 * LOG_2PI), 0];
+  return withSpec(
+    Object.freeze({
+      name: `normal(${mu}, ${sigma})`,
+      logDensity,
+      // -(w - mu) / sigma^2
+      dLogDensity: (w: tf.Tensor): tf.Tensor =>
+        tf.tidy(() => tf.mul(tf.sub(w, mu), -1 / (sigma * sigma))),
+      logProb: (w: tf.Tensor): tf.Scalar => tf.tidy(() => tf.sum(logDensity(w)) as tf.Scalar),
+      klFrom: (q: GaussianParams): tf.Scalar =>
+        tf.tidy(() => klNormalNormal(q.mu, logSoftplus(q.rho), mu, sigma)),
+    }),
+    spec,
+  );
 }
 
 /**
@@ -315,8 +337,12 @@ export function scaleMixturePrior(pi = 0.5, sigma1 = 1, sigma2 = 0.002): Prior {
     positive('sigma1 (priorSigma1)', sigma1),
     positive('sigma2 (priorSigma2)', sigma2),
   ]);
-  if (pi === 1) return { ...normalPrior(0, sigma1), name: `scaleMixture(1, ${sigma1}, ${sigma2})` };
-  if (pi === 0) return { ...normalPrior(0, sigma2), name: `scaleMixture(0, ${sigma1}, ${sigma2})` };
+  if (pi === 1 || pi === 0) {
+    const sigma = pi === 1 ? sigma1 : sigma2;
+    const base = normalPrior(0, sigma);
+    const spec = priorKernelSpec(base) as PriorKernelSpec;
+    return withSpec({ ...base, name: `scaleMixture(${pi}, ${sigma1}, ${sigma2})` }, spec);
+  }
   const c1 = Math.log(pi) - Math.log(sigma1) - 0.5 * LOG_2PI;
   const c2 = Math.log(1 - pi) - Math.log(sigma2) - 0.5 * LOG_2PI;
   const h1 = -0.5 / (sigma1 * sigma1);
@@ -339,12 +365,15 @@ export function scaleMixturePrior(pi = 0.5, sigma1 = 1, sigma2 = 0.002): Prior {
       const r = tf.sigmoid(tf.add(tf.mul(tf.square(w), dh), dc));
       return tf.mul(tf.mul(w, 2), tf.add(tf.mul(r, dh), hw));
     });
-  return Object.freeze({
-    name: `scaleMixture(${pi}, ${sigma1}, ${sigma2})`,
-    logDensity,
-    dLogDensity,
-    logProb: (w: tf.Tensor): tf.Scalar => tf.tidy(() => tf.sum(logDensity(w)) as tf.Scalar),
-  });
+  return withSpec(
+    Object.freeze({
+      name: `scaleMixture(${pi}, ${sigma1}, ${sigma2})`,
+      logDensity,
+      dLogDensity,
+      logProb: (w: tf.Tensor): tf.Scalar => tf.tidy(() => tf.sum(logDensity(w)) as tf.Scalar),
+    }),
+    [2, cw, hw, dh, dc],
+  );
 }
 
 /** Anything with a `logProb` can serve as a prior: the shape a user object must have. */

@@ -9,6 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import '../../src/setup';
 import { useBackend } from '../../src/backend';
 import { registerWasmKernels } from '../../src/kernels';
+import { resolveBayesian, sampleWeight, sampleWeightBatched } from '../../src/layers/bayesian';
+import { laplacePrior, normalPrior } from '../../src/params/distributions';
+import { foldIn, key } from '../../src/params/random';
 
 type Backend = 'cpu' | 'wasm';
 type Pad2 = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
@@ -23,6 +26,8 @@ const SUPPLIED = [
   'BlitzLSTMCellGrad',
   'BlitzGRUCell',
   'BlitzGRUCellGrad',
+  'BlitzGaussianSample',
+  'BlitzGaussianSampleGrad',
 ];
 const REPLACED = [
   'MaxPoolGrad',
@@ -869,6 +874,84 @@ describe('_FusedMatMul on wasm (bias and relu inside XNNPACK; the rest after) ag
         activation: 'relu',
       }),
     ]);
+  });
+});
+
+describe('BlitzGaussianSample (the batched Bayesian core on wasm) agrees with the ops on cpu', () => {
+  type Opts = Parameters<typeof resolveBayesian>[0];
+  const priors: [string, Opts][] = [
+    ['scale mixture (default)', {}],
+    ['scale mixture, narrow first', { priorSigma1: 0.01, priorSigma2: 2, priorPi: 0.3 }],
+    ['scale mixture pi = 1', { priorPi: 1 }],
+    ['normal prior', { prior: normalPrior(0.3, 0.7) }],
+    ['laplace prior (no kernel: the op path on both)', { prior: laplacePrior(0, 0.5) }],
+    ['closed-form KL (no kernel)', { prior: normalPrior(0, 1), kl: 'closed' }],
+  ];
+  it.each(priors)('%s: samples, KL and the gradients of mu and rho', async (_name, opts) => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        shapeArb(2, 6),
+        fc.boolean(),
+        fc.nat(),
+        async (S, shape, computeKl, seed) => {
+          const r = resolveBayesian(opts, -3, 't');
+          const keys = Array.from({ length: S }, (_, s) => foldIn(key(seed), s));
+          await expectBackendsAgree(() => {
+            // rho over the softplus tail and far below it; mu around 0
+            const mu = tf.mul(randn(shape, seed), 0.5);
+            const rho = tf.sub(tf.mul(randn(shape, seed + 1), 12), 8);
+            const dw = randn([S, ...shape], seed + 2);
+            const dkl = randn([S], seed + 3);
+            const f = (m: tf.Tensor, p: tf.Tensor) => {
+              const o = sampleWeightBatched(
+                { mu: m, rho: p },
+                keys,
+                S,
+                't',
+                r,
+                undefined,
+                computeKl,
+              );
+              return {
+                w: o.w,
+                kl: o.kl,
+                loss: tf.add(tf.sum(tf.mul(o.w, dw)), tf.sum(tf.mul(o.kl, dkl))),
+              };
+            };
+            const { w, kl } = f(mu, rho);
+            const grads = tf.grads((m: tf.Tensor, p: tf.Tensor) => f(m, p).loss as tf.Scalar)([
+              mu,
+              rho,
+            ]);
+            const single = sampleWeight({ mu, rho }, keys[0], 't', r, undefined, computeKl);
+            return [w, kl, ...grads, single.w, tf.reshape(single.kl, [1])];
+          }, 2e-5);
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
+  it('one sample equals sample s of the batched kernel bit for bit, and leaves no tensors', async () => {
+    await useBackend('wasm');
+    const r = resolveBayesian({}, -3, 't');
+    const mu = randn([4, 3], 1);
+    const rho = tf.sub(randn([4, 3], 2), 3);
+    const keys = [0, 1, 2].map((s) => foldIn(key(7), s));
+    const before = tf.memory().numTensors;
+    const b = sampleWeightBatched({ mu, rho }, keys, 3, 't', r);
+    const ws = tf.unstack(b.w);
+    const kls = b.kl.dataSync();
+    keys.forEach((k, s) => {
+      const one = sampleWeight({ mu, rho }, k, 't', r);
+      expect(Array.from(one.w.dataSync())).toEqual(Array.from((ws[s] as tf.Tensor).dataSync()));
+      expect(one.kl.dataSync()[0]).toBe(kls[s]);
+      tf.dispose([one.w, one.kl]);
+    });
+    tf.dispose([b.w, b.kl, ...ws]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([mu, rho]);
   });
 });
 
