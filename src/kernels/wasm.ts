@@ -1912,11 +1912,22 @@ const gruCellGradConfig = heapKernel('BlitzGRUCellGrad', ({ inputs, backend }) =
 
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 const LOG_SIGMA_TAIL = -20;
-/** log(1 + e^x) in float64 without overflow. */
-const softplus64 = (x: number): number =>
-  x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x));
-const sigmoid64 = (x: number): number =>
-  x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
+/**
+ * log(1 + e^x) in float64 without overflow; e^x itself below -36 (where log1p(y) = y to double
+ * precision), and 0 below -104, where e^x (< 7e-46) rounds to 0 in float32 and, added to terms of
+ * order 1 in a double sum, changes nothing: the scale mixture's narrow component sits there for
+ * almost every weight, and the call then costs no transcendental function.
+ */
+function softplus64(x: number): number {
+  if (x < -36) return x < -104 ? 0 : Math.exp(x);
+  return x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x));
+}
+/** 1 / (1 + e^-x) in float64 (0 below -104, as above). */
+function sigmoid64(x: number): number {
+  if (x < -104) return 0;
+  const e = Math.exp(-Math.abs(x));
+  return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
 
 function priorAttr(kernel: string, attrs: tf.NamedAttrMap | undefined): number[] {
   const p = attrs?.['prior'];
@@ -2019,8 +2030,10 @@ const gaussianSampleGradConfig = heapKernel(
     }
     for (let i = 0; i < n; i++) {
       const r = arr[RHO + i] as number;
-      const sp = softplus64(r);
-      const sg = sigmoid64(r);
+      // softplus and sigmoid from one exponential
+      const ex = Math.exp(-Math.abs(r));
+      const sp = (r > 0 ? r : 0) + Math.log1p(ex);
+      const sg = r >= 0 ? 1 / (1 + ex) : ex / (1 + ex);
       const sigma = fround(sp);
       const m = arr[MU + i] as number;
       let dm = 0;
