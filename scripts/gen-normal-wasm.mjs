@@ -699,6 +699,7 @@ ${shuffleTables()})`;
 
 // ---------------------------------------------------------------------------------------------
 // a small assembler for the text above: folded instructions only, the opcodes listed below
+// (scripts/gen-heap-wasm.mjs uses it too, with a memory import: `(import "m" "f" (memory min))`)
 
 const SIMD = 0xfd;
 // name -> [prefix or null, opcode, immediate kind, natural alignment (log2) for memory ops]
@@ -706,27 +707,38 @@ const OPS = {
   block: [null, 0x02, 'block'],
   loop: [null, 0x03, 'block'],
   if: [null, 0x04, 'block'],
+  br: [null, 0x0c, 'label'],
   br_if: [null, 0x0d, 'label'],
   call: [null, 0x10, 'func'],
   select: [null, 0x1b],
   'local.get': [null, 0x20, 'local'],
   'local.set': [null, 0x21, 'local'],
   'i32.load': [null, 0x28, 'mem', 2],
+  'f32.load': [null, 0x2a, 'mem', 2],
   'i32.load8_u': [null, 0x2d, 'mem', 0],
   'i32.store': [null, 0x36, 'mem', 2],
+  'f32.store': [null, 0x38, 'mem', 2],
   'i32.store8': [null, 0x3a, 'mem', 0],
   'i32.const': [null, 0x41, 'i32'],
   'f32.const': [null, 0x43, 'f32'],
   'f64.const': [null, 0x44, 'f64'],
   'i32.eqz': [null, 0x45],
+  'i32.ne': [null, 0x47],
   'i32.lt_u': [null, 0x49],
+  'i32.gt_u': [null, 0x4b],
+  'i32.ge_u': [null, 0x4f],
   'i32.add': [null, 0x6a],
   'i32.sub': [null, 0x6b],
+  'i32.mul': [null, 0x6c],
   'i32.and': [null, 0x71],
   'i32.popcnt': [null, 0x69],
   'i32.xor': [null, 0x73],
   'i32.shl': [null, 0x74],
   'i32.shr_u': [null, 0x76],
+  'f32.add': [null, 0x92],
+  'f32.mul': [null, 0x94],
+  'f32.min': [null, 0x96],
+  'f32.max': [null, 0x97],
   'v128.load': [SIMD, 0x00, 'mem', 4],
   'v128.store': [SIMD, 0x0b, 'mem', 4],
   'v128.const': [SIMD, 0x0c, 'v128'],
@@ -734,6 +746,7 @@ const OPS = {
   'i32x4.splat': [SIMD, 0x11],
   'f32x4.splat': [SIMD, 0x13],
   'f64x2.splat': [SIMD, 0x14],
+  'f32x4.extract_lane': [SIMD, 0x1f, 'lane'],
   'f32x4.lt': [SIMD, 0x43],
   'f32x4.gt': [SIMD, 0x44],
   'f32x4.ge': [SIMD, 0x46],
@@ -913,6 +926,10 @@ function assembleFunc(f, types, funcNames) {
       case 'local':
         code.push(...uleb(localIndex(imm[0])));
         break;
+      case 'lane':
+        if (imm.length !== 1) throw new Error(`${opname}: one lane index`);
+        code.push(int(imm[0]));
+        break;
       case 'func': {
         const index = funcNames.get(imm[0]);
         if (index === undefined) throw new Error(`unknown function ${imm[0]}`);
@@ -983,6 +1000,7 @@ export function assemble(text) {
   const funcs = [];
   const exports = [];
   let memory = null;
+  const imports = [];
   const datas = [];
   const funcNames = new Map();
   mod
@@ -991,15 +1009,30 @@ export function assemble(text) {
     .forEach((field, i) => {
       if (typeof field[1] === 'string') funcNames.set(field[1], i);
     });
+  const limits = (lims) =>
+    lims.length === 2 ? [0x01, ...uleb(lims[0]), ...uleb(lims[1])] : [0x00, ...uleb(lims[0])];
   for (const field of mod.slice(1)) {
-    if (field[0] === 'memory') {
+    if (field[0] === 'import') {
+      // memory imports only: (import "module" "field" (memory min [max]))
+      const [, mname, fname, desc] = field;
+      if (!Array.isArray(desc) || desc[0] !== 'memory' || desc.slice(1).some(Array.isArray))
+        throw new Error('import: (memory min [max]) only');
+      if (memory !== null) throw new Error('one memory only');
+      memory = 'imported';
+      imports.push([
+        ...name(mname.str),
+        ...name(fname.str),
+        0x02,
+        ...limits(desc.slice(1).map(int)),
+      ]);
+    } else if (field[0] === 'memory') {
+      if (memory !== null) throw new Error('one memory only');
       const ex = field.find((x) => Array.isArray(x) && x[0] === 'export');
       const lims = field
         .filter((x) => !Array.isArray(x))
         .slice(1)
         .map(int);
-      memory =
-        lims.length === 2 ? [0x01, ...uleb(lims[0]), ...uleb(lims[1])] : [0x00, ...uleb(lims[0])];
+      memory = limits(lims);
       if (ex) exports.push([...name(ex[1].str), 0x02, 0x00]);
     } else if (field[0] === 'data') {
       const [, offsetExpr, text] = field;
@@ -1025,8 +1058,9 @@ export function assemble(text) {
   const bytes = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, typeSec),
+    ...(imports.length ? section(2, vec(imports)) : []),
     ...section(3, vec(funcs.map((f) => uleb(f.type)))),
-    ...(memory ? section(5, vec([memory])) : []),
+    ...(Array.isArray(memory) ? section(5, vec([memory])) : []),
     ...section(7, vec(exports)),
     ...section(10, vec(funcs.map((f) => f.body))),
     ...(datas.length ? section(11, vec(datas)) : []),

@@ -39,6 +39,7 @@
  * runs), so these kernels need no gradients of their own.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { heapSimd, type HeapSimd } from './heapSimd';
 
 type Pair = [number, number];
 type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
@@ -847,6 +848,8 @@ type Cwrapped = (...args: unknown[]) => void;
 
 interface WasmModule {
   readonly HEAPU8: Uint8Array;
+  /** The instance's exports; `memory` is the heap's `WebAssembly.Memory`. */
+  readonly asm?: { readonly memory?: unknown };
   _malloc(bytes: number): number;
   _free(offset: number): void;
   cwrap(name: string, ret: null, args: readonly string[]): Cwrapped;
@@ -1389,6 +1392,12 @@ function cachedB(
   return ids;
 }
 
+/** The SIMD heap kernels over this backend's memory (undefined: not available, e.g. shared). */
+function heapSimdOf(be: HeapBackend): HeapSimd | undefined {
+  const memory = be.wasm.asm?.memory;
+  return memory instanceof WebAssembly.Memory ? heapSimd(memory) : undefined;
+}
+
 /** XNNPACK's output clamp for an activation of `_FusedMatMul` (tfjs's `FusableActivation` codes). */
 const CLAMPED_ACTIVATIONS: Readonly<Record<string, number>> = { linear: 0, relu: 1, relu6: 2 };
 
@@ -1466,6 +1475,32 @@ function matMulHeap(
     const tt = transposeLast2(be, dA.id, batchA, K, M);
     temps.push(tt);
     dA = dataOf(k, be, tt);
+  }
+  const simd = N === 1 ? heapSimdOf(be) : undefined;
+  if (simd !== undefined) {
+    // one output column: the SIMD matrix-vector product (XNNPACK's tiles of 8 columns would do
+    // 8x the work); b [K, 1] and its transpose [1, K] are the same K values
+    const dB = dataOf(k, be, b);
+    const O = dataOf(k, be, out);
+    const bo = bias === undefined ? 0 : dataOf(k, be, bias).memoryOffset;
+    const lo = activation === 0 ? -Infinity : 0;
+    const hi = activation === 2 ? 6 : Infinity;
+    const each = epilogue?.perEntry === true && batch > 1;
+    for (let i = 0; i < batch; i++) {
+      simd.matVec(
+        dA.memoryOffset + (i % batchA) * M * K * 4,
+        dB.memoryOffset + (i % batchB) * K * 4,
+        O.memoryOffset + i * M * 4,
+        M,
+        K,
+        bias === undefined ? 0 : bo + (each ? i * 4 : 0),
+        lo,
+        hi,
+        0,
+      );
+    }
+    for (const t of temps) be.disposeData(t.dataId);
+    return { ...out, shape: outShape };
   }
   // b's batch entries as untransposed [K, N] buffers
   let bIds: readonly number[] | undefined =

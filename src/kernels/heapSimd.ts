@@ -1,0 +1,115 @@
+/**
+ * WebAssembly SIMD kernels that run on the memory of tfjs-backend-wasm itself: the module
+ * (heapSimdBytes.ts, made by scripts/gen-heap-wasm.mjs, about 1.4 KB) imports the backend's
+ * `WebAssembly.Memory`, so it reads and writes tensors where they lie (`memoryOffset` in the
+ * backend's `dataIdMap`), without copies, and sees the memory's growth.
+ *
+ * `matVec` is the matrix-vector product for BatchMatMul / _FusedMatMul with one output column
+ * (N = 1), which XNNPACK's kernel (8 output columns a tile) does at an eighth of its speed.
+ *
+ * `heapSimd(memory)` is undefined, and the caller keeps its other path, where the memory is shared
+ * (the threaded build: this module's import is a non-shared memory and its loops are not meant to
+ * race with the pool's threads), where WebAssembly or its fixed-width SIMD is missing, or where
+ * compiling or instantiating fails (e.g. under a content security policy without
+ * 'wasm-unsafe-eval'). The module is compiled once, synchronously (it is far below the 4 KB that
+ * older Chrome versions allow on the main thread), and instantiated once per memory.
+ */
+import { HEAP_SIMD_BASE64, HEAP_SIMD_IMPORT_MODULE, HEAP_SIMD_IMPORT_NAME } from './heapSimdBytes';
+
+/** The kernels, on one memory; every offset is a byte offset into it, a multiple of 4. */
+export interface HeapSimd {
+  /**
+   * For `m < M`: `out[m] = min(max(sum_k a[m*K + k] * b[k] + bias_m, lo), hi)` in float32, with
+   * `a` a row-major float32 `[M, K]` at `aOffset`, `b` `K` float32 values at `bOffset`, `out` `M`
+   * float32 values at `outOffset` (which must not overlap `a` or `b`), and `bias_m` 0 where
+   * `biasOffset` is 0, else the float32 at `biasOffset + m * biasStride` (`biasStride` in bytes,
+   * default 0: one bias for every row). `lo` and `hi` as float32: `-Infinity, Infinity` for no
+   * activation, `0, Infinity` for relu, `0, 6` for relu6 (a NaN sum stays NaN). Any `M >= 0`,
+   * `K >= 0` (K = 0: the bias, clamped); offsets need no alignment beyond 4 bytes.
+   *
+   * The order of the sum of a row (the same for every row; each product `p_k` rounded to
+   * float32, no fused multiply-add), as shipped (`HEAP_SIMD_ACCS = 1`; the generator documents
+   * the other tunings): one f32x4 accumulator `c`, zero at first, whose lane `j` adds `p_k` for
+   * `k = 4t + j` over the whole blocks of 4 in order of `t`; then `s = (c0 + c1) + (c2 + c3)`;
+   * then the last `K mod 4` products one by one, in order; then the bias, then the clamp. The
+   * rounding error is therefore at most about `(K / 4 + 5) * 2^-24 * (sum_k |p_k| + |bias_m|)`.
+   * Every load stays inside `a`'s rows and `b` (nothing is read past their ends).
+   *
+   * Rows are taken 4 at a time, `floor(M / 4)` rows apart (so that each of the 4 streams of loads
+   * runs through its own pages in order, which the hardware prefetcher follows: 4 adjacent rows
+   * were read at half the speed), sharing the loads of `b`; the last `M mod 4` rows one at a time.
+   *
+   * The offsets and sizes are not checked (the call is the module's export itself): out of the
+   * memory's bounds, the call throws a `WebAssembly.RuntimeError`.
+   */
+  matVec(
+    aOffset: number,
+    bOffset: number,
+    outOffset: number,
+    M: number,
+    K: number,
+    biasOffset: number,
+    lo: number,
+    hi: number,
+    biasStride?: number,
+  ): void;
+}
+
+interface Exports {
+  matVec: HeapSimd['matVec'];
+}
+
+let compiled: WebAssembly.Module | null | undefined;
+const instances = new WeakMap<WebAssembly.Memory, HeapSimd | null>();
+
+function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function compile(): WebAssembly.Module | null {
+  try {
+    if (typeof WebAssembly !== 'object' || typeof WebAssembly.validate !== 'function') return null;
+    const bytes = decodeBase64(HEAP_SIMD_BASE64);
+    // false where fixed-width SIMD is not supported (validation rejects the v128 instructions)
+    if (!WebAssembly.validate(bytes)) return null;
+    return new WebAssembly.Module(bytes);
+  } catch {
+    return null;
+  }
+}
+
+function isShared(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer === 'function' && memory.buffer instanceof SharedArrayBuffer;
+}
+
+/**
+ * `heapSimd(memory)`: the kernels on `memory` (the tfjs wasm backend's `backend.wasm.asm.memory`),
+ * or undefined where they cannot run there (a shared memory, no WebAssembly SIMD, or a failed
+ * compile or instantiation). Cached per memory object.
+ */
+export function heapSimd(memory: WebAssembly.Memory): HeapSimd | undefined {
+  const have = instances.get(memory);
+  if (have !== undefined) return have ?? undefined;
+  let result: HeapSimd | null = null;
+  try {
+    if (typeof WebAssembly === 'object' && memory instanceof WebAssembly.Memory) {
+      if (!isShared(memory)) {
+        if (compiled === undefined) compiled = compile();
+        if (compiled !== null) {
+          const instance = new WebAssembly.Instance(compiled, {
+            [HEAP_SIMD_IMPORT_MODULE]: { [HEAP_SIMD_IMPORT_NAME]: memory },
+          });
+          const ex = instance.exports as unknown as Exports;
+          result = { matVec: ex.matVec };
+        }
+      }
+    }
+  } catch {
+    result = null;
+  }
+  instances.set(memory, result);
+  return result ?? undefined;
+}
