@@ -17,17 +17,25 @@
  * than 8 s gets one round (the anchor's rules). Headline: the median of the best undisturbed round.
  * Writes bench/results/blitz.md (full runs; partial ones print, or write to --out).
  *
+ * `--threads N` (default 1): blitz-ts's wasm backend on N threads (`useBackend('wasm', { threads:
+ * N })`, the threaded SIMD binary; the cpu backend has one thread whatever N is) and the anchor
+ * with `--threads N` (torch and its BLAS pools on N threads), in the same run; a full run writes
+ * bench/results/blitz-threads<N>.md instead (N > 1), leaving blitz.md as it is.
+ *
  *   npm run bench:blitz                                        # blitz-ts only, says what is missing
  *   BLITZ_SRC=../shared/reference/blitz-0.2.8 npm run bench:blitz
  *   npm run bench:blitz -- --only lstm,predict --backend wasm --rounds 1
+ *   npm run bench:blitz -- --threads 2                       # bench/results/blitz-threads2.md
  *
  * Flags: --only <regression,lenet,lstm,predict> (name prefixes), --backend <cpu,wasm>, --rounds N,
  * --min-steps N (timed calls per round, default 30, also passed to the anchor), --no-blitz (skip
- * Python), --out <file.md>.
+ * Python), --out <file.md>, --threads N. `BLITZ_PROFILE_DUMP=<file>` appends every profiled call's
+ * kernels (ms, name, input and output shapes; one call per block) to that file.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  appendFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -91,12 +99,15 @@ interface Options {
   blitz: boolean;
   out: string | undefined;
   full: boolean;
+  /** wasm's and the anchor's threads (`--threads N`, default 1). */
+  threads: number;
 }
 
 function usage(msg: string): never {
   console.error(
     `${msg}\nusage: tsx bench/blitz.ts [--only ${WORKLOAD_NAMES.join(',')}] ` +
-      `[--backend ${BACKENDS.join(',')}] [--rounds N] [--min-steps N] [--no-blitz] [--out file.md]`,
+      `[--backend ${BACKENDS.join(',')}] [--rounds N] [--min-steps N] [--no-blitz] [--out file.md] ` +
+      '[--threads N]',
   );
   process.exit(2);
 }
@@ -107,6 +118,7 @@ function parseOptions(argv: readonly string[]): Options {
   let rounds = 3;
   let blitz = true;
   let out: string | undefined;
+  let threads = 1;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.includes('=')
@@ -133,18 +145,22 @@ function parseOptions(argv: readonly string[]): Options {
       RULES.minSteps = Number(value());
       if (!Number.isInteger(RULES.minSteps) || RULES.minSteps < 1)
         usage('--min-steps must be an integer >= 1');
+    } else if (flag === '--threads') {
+      threads = Number(value());
+      if (!Number.isInteger(threads) || threads < 1 || threads > 8)
+        usage('--threads must be an integer from 1 to 8');
     } else if (flag === '--no-blitz') {
       blitz = false;
     } else if (flag === '--out') {
       out = path.resolve(value());
     } else if (flag === '--help' || flag === '-h') {
-      usage('bench/blitz.ts: blitz-ts vs blitz, one thread, one run');
+      usage('bench/blitz.ts: blitz-ts vs blitz, one thread (or --threads N), one run');
     } else {
       usage(`unknown argument ${a}`);
     }
   }
   const full = only.length === WORKLOAD_NAMES.length && backends.length === BACKENDS.length;
-  return { only, backends, rounds, blitz, out, full };
+  return { only, backends, rounds, blitz, out, full, threads };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,6 +505,15 @@ async function profileCall(fn: () => void): Promise<Profile> {
   const info = await tf.profile(() => {
     fn();
   });
+  const dump = process.env['BLITZ_PROFILE_DUMP'];
+  if (dump !== undefined && dump !== '') {
+    const lines = info.kernels.map(
+      (k) =>
+        `${typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs.toFixed(3) : '?'}\t${k.name}\t` +
+        `${JSON.stringify(k.inputShapes)} -> ${JSON.stringify(k.outputShapes)}`,
+    );
+    appendFileSync(dump, `${lines.join('\n')}\n\n`);
+  }
   const count = new Map<string, number>();
   const time = new Map<string, number>();
   let total = 0;
@@ -664,7 +689,7 @@ function locateBlitz(opts: Options): Blitz {
 }
 
 /** One anchor run (`--rounds 1`) over the blitz workloads not yet dropped as slow. */
-async function runBlitzRound(b: Blitz, names: string[]): Promise<void> {
+async function runBlitzRound(b: Blitz, names: string[], threads: number): Promise<void> {
   const todo = names.filter((n) => !b.skip.has(n));
   if (!b.src || todo.length === 0) return;
   const out = path.join(
@@ -672,7 +697,10 @@ async function runBlitzRound(b: Blitz, names: string[]): Promise<void> {
     `round-${Date.now()}.json`,
   );
   b.tmp ??= path.dirname(out);
-  const args = [ANCHOR, '--threads', '1', '--rounds', '1', '--out', out, '--only', todo.join(',')];
+  const args = [
+    ANCHOR,
+    ...['--threads', String(threads), '--rounds', '1', '--out', out, '--only', todo.join(',')],
+  ];
   if (RULES.minSteps !== 30) args.push('--min-steps', String(RULES.minSteps));
   const env = { ...process.env, BLITZ_SRC: b.src };
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
@@ -767,7 +795,8 @@ function report(
 ): string {
   const L: string[] = [];
   const la = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
-  L.push("# blitz-ts vs blitz on blitz's own workloads (one thread, measured in one run)", '');
+  const nThreads = opts.threads === 1 ? 'one thread' : `${opts.threads} threads`;
+  L.push(`# blitz-ts vs blitz on blitz's own workloads (${nThreads}, measured in one run)`, '');
   L.push(
     `Generated by \`npm run bench:blitz\` (bench/blitz.ts) on ${machine.date}, in ${seconds.toFixed(0)} s. ` +
       `Machine: ${machine.cpu}, ${machine.cores} cores, load average ${la(machine.loadStart)} at the start and ` +
@@ -778,19 +807,25 @@ function report(
   const meta = blitz.meta ?? {};
   L.push(
     `- blitz-ts: Node ${process.version}, tfjs ${tf.version_core} (cpu and wasm backends via \`useBackend\`; ` +
-      'both single-threaded in Node), `tf.enableProdMode()` (no debug checks, as for benchmarking).',
+      (opts.threads === 1
+        ? 'both single-threaded in Node'
+        : `wasm on ${opts.threads} threads, \`useBackend('wasm', { threads: ${opts.threads} })\` (the threaded ` +
+          'SIMD binary: XNNPACK kernels such as matMul and conv2d run on the threads, the others on one), ' +
+          'cpu single-threaded') +
+      '), `tf.enableProdMode()` (no debug checks, as for benchmarking).',
   );
   if (blitz.missing) {
     L.push(`- blitz: **not measured**: ${blitz.missing}.`);
   } else {
     L.push(
       `- blitz: 0.2.8 from \`BLITZ_SRC=${blitz.srcArg}\`, torch ${blitz.torch}, Python ${blitz.python}, ` +
-        `numpy ${String(meta.numpy ?? '?')}; threads: 1 (\`--threads 1\`: torch.set_num_threads(1), ` +
+        `numpy ${String(meta.numpy ?? '?')}; threads: ${opts.threads} (\`--threads ${opts.threads}\`: ` +
+        `torch.set_num_threads(${opts.threads}) and the BLAS/OpenMP pools, ` +
         `torch reports ${String(meta.threads ?? '?')} thread(s), OpenBLAS pool ${String(meta.openblas_threads ?? 'not found (torch is on another BLAS)')}); ` +
         `reference kernel torch.mm 256^3 best ${Number(meta.ref_best_ms ?? NaN).toFixed(3)} ms.`,
     );
     L.push(
-      `- blitz timed by \`/usr/bin/python3 ../shared/anchors/blitz_bench/bench_blitz.py --threads 1 --rounds 1 ` +
+      `- blitz timed by \`/usr/bin/python3 ../shared/anchors/blitz_bench/bench_blitz.py --threads ${opts.threads} --rounds 1 ` +
         `--only ${WORKLOADS.filter((w) => opts.only.includes(w.name))
           .map((w) => w.blitz)
           .join(',')}\`, ` +
@@ -938,9 +973,11 @@ async function main(): Promise<void> {
       await runBlitzRound(
         blitz,
         selected.map((w) => w.blitz),
+        opts.threads,
       );
       for (const be of opts.backends) {
-        await useBackend(be as BackendName);
+        // wasm's thread count is fixed at its first initialisation: the same N every round
+        await useBackend(be as BackendName, be === 'wasm' ? { threads: opts.threads } : {});
         for (const w of selected) {
           const res = results.get(`${be}/${w.name}`) as Result;
           if (res.skip) continue;
@@ -976,7 +1013,8 @@ async function main(): Promise<void> {
         'reference BLAS and is slower than with libopenblas0 installed; the ratios flatter blitz-ts.',
     );
   }
-  const out = opts.out ?? (opts.full ? path.join(here, 'results', 'blitz.md') : undefined);
+  const file = opts.threads > 1 ? `blitz-threads${opts.threads}.md` : 'blitz.md';
+  const out = opts.out ?? (opts.full ? path.join(here, 'results', file) : undefined);
   if (out) {
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, md);
