@@ -715,14 +715,17 @@ const OPS = {
   'local.set': [null, 0x21, 'local'],
   'i32.load': [null, 0x28, 'mem', 2],
   'f32.load': [null, 0x2a, 'mem', 2],
+  'f64.load': [null, 0x2b, 'mem', 3],
   'i32.load8_u': [null, 0x2d, 'mem', 0],
   'i32.store': [null, 0x36, 'mem', 2],
   'f32.store': [null, 0x38, 'mem', 2],
+  'f64.store': [null, 0x39, 'mem', 3],
   'i32.store8': [null, 0x3a, 'mem', 0],
   'i32.const': [null, 0x41, 'i32'],
   'f32.const': [null, 0x43, 'f32'],
   'f64.const': [null, 0x44, 'f64'],
   'i32.eqz': [null, 0x45],
+  'i32.eq': [null, 0x46],
   'i32.ne': [null, 0x47],
   'i32.lt_u': [null, 0x49],
   'i32.gt_u': [null, 0x4b],
@@ -735,23 +738,32 @@ const OPS = {
   'i32.xor': [null, 0x73],
   'i32.shl': [null, 0x74],
   'i32.shr_u': [null, 0x76],
+  'f64.ne': [null, 0x62],
   'f32.add': [null, 0x92],
   'f32.mul': [null, 0x94],
   'f32.min': [null, 0x96],
   'f32.max': [null, 0x97],
+  'f64.neg': [null, 0x9a],
+  'f64.add': [null, 0xa0],
+  'memory.copy': [0xfc, 0x0a, 'memidx2'],
+  'memory.fill': [0xfc, 0x0b, 'memidx1'],
   'v128.load': [SIMD, 0x00, 'mem', 4],
   'v128.store': [SIMD, 0x0b, 'mem', 4],
   'v128.const': [SIMD, 0x0c, 'v128'],
+  'i8x16.shuffle': [SIMD, 0x0d, 'shuffle'],
   'i8x16.swizzle': [SIMD, 0x0e],
   'i32x4.splat': [SIMD, 0x11],
   'f32x4.splat': [SIMD, 0x13],
   'f64x2.splat': [SIMD, 0x14],
   'f32x4.extract_lane': [SIMD, 0x1f, 'lane'],
+  'f64x2.extract_lane': [SIMD, 0x21, 'lane'],
+  'i32x4.gt_s': [SIMD, 0x3b],
   'f32x4.lt': [SIMD, 0x43],
   'f32x4.gt': [SIMD, 0x44],
   'f32x4.ge': [SIMD, 0x46],
   'f64x2.lt': [SIMD, 0x49],
   'v128.and': [SIMD, 0x4e],
+  'v128.andnot': [SIMD, 0x4f],
   'v128.or': [SIMD, 0x50],
   'v128.xor': [SIMD, 0x51],
   'v128.bitselect': [SIMD, 0x52],
@@ -760,20 +772,27 @@ const OPS = {
   'v128.load64_zero': [SIMD, 0x5d, 'mem', 3],
   'f32x4.demote_f64x2_zero': [SIMD, 0x5e],
   'f64x2.promote_low_f32x4': [SIMD, 0x5f],
+  'f32x4.nearest': [SIMD, 0x6a],
   'i32x4.bitmask': [SIMD, 0xa4],
   'i32x4.shl': [SIMD, 0xab],
+  'i32x4.shr_s': [SIMD, 0xac],
   'i32x4.shr_u': [SIMD, 0xad],
   'i32x4.add': [SIMD, 0xae],
   'i32x4.sub': [SIMD, 0xb1],
+  'i64x2.extend_low_i32x4_s': [SIMD, 0xc7],
+  'i64x2.extend_high_i32x4_s': [SIMD, 0xc8],
+  'f32x4.abs': [SIMD, 0xe0],
   'f32x4.neg': [SIMD, 0xe1],
   'f32x4.add': [SIMD, 0xe4],
   'f32x4.sub': [SIMD, 0xe5],
   'f32x4.mul': [SIMD, 0xe6],
   'f32x4.div': [SIMD, 0xe7],
+  'f32x4.pmax': [SIMD, 0xeb],
   'f64x2.sqrt': [SIMD, 0xef],
   'f64x2.add': [SIMD, 0xf0],
   'f64x2.sub': [SIMD, 0xf1],
   'f64x2.mul': [SIMD, 0xf2],
+  'i32x4.trunc_sat_f32x4_s': [SIMD, 0xf8],
   'f32x4.convert_i32x4_s': [SIMD, 0xfa],
 };
 const VALTYPE = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b };
@@ -959,6 +978,16 @@ function assembleFunc(f, types, funcNames) {
             imm.slice(1).map((x) => int(x) | 0),
           ),
         );
+        break;
+      case 'shuffle':
+        if (imm.length !== 16) throw new Error(`${opname}: 16 lane indices`);
+        code.push(...imm.map(int));
+        break;
+      case 'memidx1':
+      case 'memidx2':
+        // memory 0 (memory.copy: destination and source)
+        if (imm.length) throw new Error(`${opname} takes no immediates`);
+        code.push(...(kind === 'memidx2' ? [0x00, 0x00] : [0x00]));
         break;
       case 'mem':
       case 'memlane': {

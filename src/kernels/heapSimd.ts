@@ -1,18 +1,21 @@
 /**
  * WebAssembly SIMD kernels that run on the memory of tfjs-backend-wasm itself: the module
- * (heapSimdBytes.ts, made by scripts/gen-heap-wasm.mjs, about 1.4 KB) imports the backend's
+ * (heapSimdBytes.ts, made by scripts/gen-heap-wasm.mjs, about 9 KB) imports the backend's
  * `WebAssembly.Memory`, so it reads and writes tensors where they lie (`memoryOffset` in the
  * backend's `dataIdMap`), without copies, and sees the memory's growth.
  *
  * `matVec` is the matrix-vector product for BatchMatMul / _FusedMatMul with one output column
  * (N = 1), which XNNPACK's kernel (8 output columns a tile) does at an eighth of its speed.
+ * `gaussSampleFwd` / `gaussSampleBwd` are the per-element work of the Bayesian layers'
+ * BlitzGaussianSample(Grad) kernels (softplus, log, the prior's terms, their float64 sums).
  *
  * `heapSimd(memory)` is undefined, and the caller keeps its other path, where the memory is shared
  * (the threaded build: this module's import is a non-shared memory and its loops are not meant to
  * race with the pool's threads), where WebAssembly or its fixed-width SIMD is missing, or where
  * compiling or instantiating fails (e.g. under a content security policy without
- * 'wasm-unsafe-eval'). The module is compiled once, synchronously (it is far below the 4 KB that
- * older Chrome versions allow on the main thread), and instantiated once per memory.
+ * 'wasm-unsafe-eval'). The module is compiled once, synchronously (current Chrome allows 8 MB on
+ * the main thread; the older versions that allowed 4 KB refuse it, and everything takes the other
+ * path there), and instantiated once per memory.
  */
 import { HEAP_SIMD_BASE64, HEAP_SIMD_IMPORT_MODULE, HEAP_SIMD_IMPORT_NAME } from './heapSimdBytes';
 
@@ -53,11 +56,64 @@ export interface HeapSimd {
     hi: number,
     biasStride?: number,
   ): void;
+
+  /**
+   * The per-element work of `BlitzGaussianSample` (src/kernels/wasm.ts) on `n` weights and `S`
+   * samples: for `i < n`, `sigma_i = softplus(rho_i)` as float32 (float32 polynomials, within
+   * 1.63 float32 ulp of the float64 value, see the generator), and for `s < S`
+   * `w[s n + i] = fround(mu_i + fround(sigma_i eps[s n + i]))` (bit-exact given sigma). With
+   * `kind` 1 or 2, the sums, in float64, to `work` (float64 values: pairs of partial sums whose
+   * total is the sum): `[0, 1]` sum_i log(sigma_i) (rho_i itself below -20); for each sample,
+   * at `2 + 6s`: `[0, 1]` sum_i eps^2, `[2, 3]` sum_i (w - a)^2 (kind 1) or sum_i w^2 (kind 2),
+   * `[4, 5]` sum_i softplus(c w^2 + d) (kind 2; 0 for kind 1). `kind` 0: w only.
+   *
+   * `work` is a scratch area of `16 + 48 S + 64 (S + 1)` bytes (8-byte aligned): the sums, then
+   * the last `n mod 8` elements' copies. `w` must not overlap the inputs. Offsets unchecked.
+   */
+  gaussSampleFwd(
+    muOffset: number,
+    rhoOffset: number,
+    epsOffset: number,
+    wOffset: number,
+    n: number,
+    S: number,
+    kind: number,
+    a: number,
+    c: number,
+    d: number,
+    workOffset: number,
+  ): void;
+
+  /**
+   * The per-element work of `BlitzGaussianSampleGrad`: with `g_s` the float64 values at
+   * `work + 8 s` (the KL's cotangents, 0 for none) and `gSum` their sum, `sigma_i`, `w` as in
+   * `gaussSampleFwd`, `sg_i = sigmoid(rho_i)`, `dw'_s = dw[s n + i] (0 if dwOffset is 0) -
+   * g_s dlogp(w[s n + i])` (dlogp for kind 1: `-b (w - a)`, kind 2: `2 w (b + c sigmoid(c w^2 +
+   * d))`; the term is skipped where `g_s = 0`): `dmu_i = sum_s dw'_s`, `drho_i = (sum_s dw'_s
+   * eps) sg_i - gSum dlog(sigma)/drho` (`sg_i / sigma_i`, 1 below rho = -20), in float64 from the
+   * float32 sigma and sg, rounded once. `work`: the `S` float64 values, then (from the next
+   * multiple of 16 bytes) `64 (S + 2)` bytes of scratch for the last `n mod 8` elements.
+   */
+  gaussSampleBwd(
+    muOffset: number,
+    rhoOffset: number,
+    epsOffset: number,
+    dwOffset: number,
+    dmuOffset: number,
+    drhoOffset: number,
+    n: number,
+    S: number,
+    kind: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+    gSum: number,
+    workOffset: number,
+  ): void;
 }
 
-interface Exports {
-  matVec: HeapSimd['matVec'];
-}
+type Exports = Pick<HeapSimd, 'matVec' | 'gaussSampleFwd' | 'gaussSampleBwd'>;
 
 let compiled: WebAssembly.Module | null | undefined;
 const instances = new WeakMap<WebAssembly.Memory, HeapSimd | null>();
@@ -103,7 +159,11 @@ export function heapSimd(memory: WebAssembly.Memory): HeapSimd | undefined {
             [HEAP_SIMD_IMPORT_MODULE]: { [HEAP_SIMD_IMPORT_NAME]: memory },
           });
           const ex = instance.exports as unknown as Exports;
-          result = { matVec: ex.matVec };
+          result = {
+            matVec: ex.matVec,
+            gaussSampleFwd: ex.gaussSampleFwd,
+            gaussSampleBwd: ex.gaussSampleBwd,
+          };
         }
       }
     }

@@ -1993,21 +1993,26 @@ function sampleInputs(kernel: string, inputs: tf.NamedTensorInfoMap) {
   return { mu, rho, eps, n, S };
 }
 
-const gaussianSampleConfig = heapKernel('BlitzGaussianSample', ({ inputs, backend, attrs }) => {
-  const k = 'BlitzGaussianSample';
-  const be = heapBackend(k, backend);
-  const { mu, rho, eps, n, S } = sampleInputs(k, inputs);
-  const [kind, a = 0, b = 0, c = 0, d = 0] = priorAttr(k, attrs);
-  const w = be.makeOutput([S, ...mu.shape], 'float32');
-  const kl = be.makeOutput([S], 'float32');
-  const { arr } = heapOf(be, 'float32');
-  const [MU, RHO, EPS, W, KL] = [mu, rho, eps, w, kl].map((t) => f32At(be, t)) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+/**
+ * The float64 JS loops of `BlitzGaussianSample` on the float32 array `arr` (the heap, or a test's
+ * own array): `w` (`S n` values at index `W`) and `kl` (`S` values at `KL`) from `mu`, `rho`
+ * (`n` values at `MU`, `RHO`) and `eps` (`S n` at `EPS`); `prior` as the kernel's attribute. The
+ * kernel's path without the SIMD module (a shared memory, no WebAssembly SIMD), and the tests'
+ * reference.
+ * @internal
+ */
+export function gaussianSampleJs(
+  arr: Float32Array,
+  MU: number,
+  RHO: number,
+  EPS: number,
+  W: number,
+  KL: number,
+  n: number,
+  S: number,
+  prior: readonly number[],
+): void {
+  const [kind = 0, a = 0, b = 0, c = 0, d = 0] = prior;
   const sigma = new Float32Array(n);
   let sumLogSigma = 0;
   for (let i = 0; i < n; i++) {
@@ -2037,6 +2042,111 @@ const gaussianSampleConfig = heapKernel('BlitzGaussianSample', ({ inputs, backen
     }
     arr[KL + s] = kind === 0 ? 0 : -sumLogSigma - 0.5 * e2 - n * HALF_LOG_2PI - logP;
   }
+}
+
+/**
+ * The float64 JS loops of `BlitzGaussianSampleGrad` on `arr`, as `gaussianSampleJs`: `dmu`,
+ * `drho` (`n` values at `DMU`, `DRHO`) from `dw` (`S n` at `DW`; -1: none), `dkl` (`S` at
+ * `DKL`; -1: none) and the sample's inputs.
+ * @internal
+ */
+export function gaussianSampleGradJs(
+  arr: Float32Array,
+  MU: number,
+  RHO: number,
+  EPS: number,
+  DW: number,
+  DKL: number,
+  DMU: number,
+  DRHO: number,
+  n: number,
+  S: number,
+  prior: readonly number[],
+): void {
+  const [kind = 0, a = 0, b = 0, c = 0, d = 0] = prior;
+  const g = new Float64Array(S);
+  let gSum = 0;
+  for (let s = 0; s < S; s++) {
+    g[s] = DKL < 0 || kind === 0 ? 0 : (arr[DKL + s] as number);
+    gSum += g[s] as number;
+  }
+  for (let i = 0; i < n; i++) {
+    const r = arr[RHO + i] as number;
+    // softplus and sigmoid from one exponential
+    const ex = Math.exp(-Math.abs(r));
+    const sp = (r > 0 ? r : 0) + Math.log1p(ex);
+    const sg = r >= 0 ? 1 / (1 + ex) : ex / (1 + ex);
+    const sigma = fround(sp);
+    const m = arr[MU + i] as number;
+    let dm = 0;
+    let dr = 0;
+    for (let s = 0; s < S; s++) {
+      const e = arr[EPS + s * n + i] as number;
+      let gw = DW < 0 ? 0 : (arr[DW + s * n + i] as number);
+      const gk = g[s] as number;
+      if (gk !== 0) {
+        const wi = fround(m + fround(sigma * e));
+        let dlogp: number;
+        if (kind === 1) dlogp = -b * (wi - a);
+        else {
+          const w2 = wi * wi;
+          dlogp = 2 * wi * (b + c * sigmoid64(c * w2 + d));
+        }
+        gw -= gk * dlogp;
+      }
+      dm += gw;
+      dr += gw * e;
+    }
+    const dLogSigma = r < LOG_SIGMA_TAIL ? 1 : sg / sp;
+    arr[DMU + i] = dm;
+    arr[DRHO + i] = dr * sg - gSum * dLogSigma;
+  }
+}
+
+/** Runs `f(work)` on `bytes` of heap scratch (8-byte aligned), freed after. */
+function withScratch<T>(be: HeapBackend, bytes: number, f: (work: number) => T): T {
+  const work = be.wasm._malloc(bytes) >>> 0;
+  try {
+    return f(work);
+  } finally {
+    be.wasm._free(work);
+  }
+}
+
+const gaussianSampleConfig = heapKernel('BlitzGaussianSample', ({ inputs, backend, attrs }) => {
+  const k = 'BlitzGaussianSample';
+  const be = heapBackend(k, backend);
+  const { mu, rho, eps, n, S } = sampleInputs(k, inputs);
+  const prior = priorAttr(k, attrs);
+  const w = be.makeOutput([S, ...mu.shape], 'float32');
+  const kl = be.makeOutput([S], 'float32');
+  const [MU, RHO, EPS, W, KL] = [mu, rho, eps, w, kl].map((t) => f32At(be, t)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const simd = heapSimdOf(be);
+  if (simd === undefined) {
+    gaussianSampleJs(heapOf(be, 'float32').arr as Float32Array, MU, RHO, EPS, W, KL, n, S, prior);
+    return [w, kl];
+  }
+  const [kind = 0, a = 0, b = 0, c = 0, d = 0] = prior;
+  withScratch(be, 16 + 48 * S + 64 * (S + 1), (work) => {
+    simd.gaussSampleFwd(4 * MU, 4 * RHO, 4 * EPS, 4 * W, n, S, kind, a, c, d, work);
+    // the views after the call: _malloc may have grown the memory
+    const buf = be.wasm.HEAPU8.buffer;
+    const sums = new Float64Array(buf, work, 2 + 6 * S);
+    const arr = new Float32Array(buf);
+    const sumLogSigma = (sums[0] as number) + (sums[1] as number);
+    for (let s = 0; s < S; s++) {
+      const at = (j: number): number =>
+        (sums[2 + 6 * s + j] as number) + (sums[3 + 6 * s + j] as number);
+      const logP = kind === 1 ? n * c - 0.5 * b * at(2) : n * a + b * at(2) + at(4);
+      arr[KL + s] = kind === 0 ? 0 : -sumLogSigma - 0.5 * at(0) - n * HALF_LOG_2PI - logP;
+    }
+  });
   return [w, kl];
 });
 
@@ -2046,54 +2156,51 @@ const gaussianSampleGradConfig = heapKernel(
     const k = 'BlitzGaussianSampleGrad';
     const be = heapBackend(k, backend);
     const { mu, rho, eps, n, S } = sampleInputs(k, inputs);
-    const [kind, a = 0, b = 0, c = 0, d = 0] = priorAttr(k, attrs);
+    const prior = priorAttr(k, attrs);
     const dw = inputs['dw'];
     const dkl = inputs['dkl'];
     if (dw !== undefined && sizeOf(dw.shape) !== S * n) fail(k, `'dw' must have ${S * n} values`);
     if (dkl !== undefined && sizeOf(dkl.shape) !== S) fail(k, `'dkl' must have ${S} values`);
     const dmu = be.makeOutput([...mu.shape], 'float32');
     const drho = be.makeOutput([...rho.shape], 'float32');
-    const { arr } = heapOf(be, 'float32');
     const [MU, RHO, EPS, DW, DKL, DMU, DRHO] = [mu, rho, eps, dw, dkl, dmu, drho].map((t) =>
       f32At(be, t),
     ) as [number, number, number, number, number, number, number];
-    const g = new Float64Array(S);
-    let gSum = 0;
-    for (let s = 0; s < S; s++) {
-      g[s] = DKL < 0 || kind === 0 ? 0 : (arr[DKL + s] as number);
-      gSum += g[s] as number;
+    const simd = heapSimdOf(be);
+    if (simd === undefined) {
+      const { arr } = heapOf(be, 'float32');
+      gaussianSampleGradJs(arr as Float32Array, MU, RHO, EPS, DW, DKL, DMU, DRHO, n, S, prior);
+      return [dmu, drho];
     }
-    for (let i = 0; i < n; i++) {
-      const r = arr[RHO + i] as number;
-      // softplus and sigmoid from one exponential
-      const ex = Math.exp(-Math.abs(r));
-      const sp = (r > 0 ? r : 0) + Math.log1p(ex);
-      const sg = r >= 0 ? 1 / (1 + ex) : ex / (1 + ex);
-      const sigma = fround(sp);
-      const m = arr[MU + i] as number;
-      let dm = 0;
-      let dr = 0;
+    const [kind = 0, a = 0, b = 0, c = 0, d = 0] = prior;
+    withScratch(be, ((8 * S + 15) & -16) + 64 * (S + 2), (work) => {
+      const buf = be.wasm.HEAPU8.buffer;
+      const arr = new Float32Array(buf);
+      const g = new Float64Array(buf, work, S);
+      let gSum = 0;
       for (let s = 0; s < S; s++) {
-        const e = arr[EPS + s * n + i] as number;
-        let gw = DW < 0 ? 0 : (arr[DW + s * n + i] as number);
-        const gk = g[s] as number;
-        if (gk !== 0) {
-          const wi = fround(m + fround(sigma * e));
-          let dlogp: number;
-          if (kind === 1) dlogp = -b * (wi - a);
-          else {
-            const w2 = wi * wi;
-            dlogp = 2 * wi * (b + c * sigmoid64(c * w2 + d));
-          }
-          gw -= gk * dlogp;
-        }
-        dm += gw;
-        dr += gw * e;
+        g[s] = DKL < 0 || kind === 0 ? 0 : (arr[DKL + s] as number);
+        gSum += g[s] as number;
       }
-      const dLogSigma = r < LOG_SIGMA_TAIL ? 1 : sg / sp;
-      arr[DMU + i] = dm;
-      arr[DRHO + i] = dr * sg - gSum * dLogSigma;
-    }
+      const dwAt = DW < 0 ? 0 : 4 * DW;
+      simd.gaussSampleBwd(
+        4 * MU,
+        4 * RHO,
+        4 * EPS,
+        dwAt,
+        4 * DMU,
+        4 * DRHO,
+        n,
+        S,
+        kind,
+        a,
+        b,
+        c,
+        d,
+        gSum,
+        work,
+      );
+    });
     return [dmu, drho];
   },
 );

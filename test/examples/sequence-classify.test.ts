@@ -7,8 +7,10 @@
  *   training code); the task is generated as documented;
  * - the figures README.md quotes hold for the demo's settings (seed 0, 15 epochs), for the LSTM
  *   and the GRU: high test accuracy, and a higher predictive entropy and mutual information on
- *   the out-of-distribution sequences than on the test sequences. Checked on wasm only (about
- *   10 s per cell there, twice that on cpu); ratios with margins, not exact values.
+ *   the out-of-distribution sequences than on the test sequences. Checked on cpu, the demo's
+ *   default backend, whose run README.md quotes (about 20 s per cell); ratios with margins, not
+ *   exact values. The separation depends on the seed and on the backend's float bits (a
+ *   different trajectory): README.md says so, with the seeds measured.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -94,8 +96,8 @@ describe('examples/sequence-classify training', () => {
   });
 });
 
-describe.runIf(process.env.BLITZ_TEST_BACKEND === 'wasm')(
-  'examples/sequence-classify: the figures README.md quotes (seed 0, the demo settings, wasm)',
+describe.runIf((process.env.BLITZ_TEST_BACKEND ?? 'cpu') === 'cpu')(
+  'examples/sequence-classify: the figures README.md quotes (seed 0, the demo settings, cpu)',
   () => {
     it.each(['lstm', 'gru'] as const)(
       '%s: high test accuracy, higher entropy and mutual information out of distribution',
