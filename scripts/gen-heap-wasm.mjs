@@ -53,13 +53,13 @@
 // last n mod 8 elements are copied to the scratch part of `work`, run through the same code with
 // lane masks on the sums, and copied back.
 //
-// - sigma = softplus(rho) = max(rho, 0) + log1p(e^-|rho|) in float32: e^x by Cephes' expf (x
-//   clamped to -104, below which e^x rounds to 0; the power of two in two factors, so that a
-//   subnormal result is rounded once), log1p(e) for e in [0, 1] by Cephes' logf polynomial on
-//   f = e (e <= sqrt 2 - 1) or (e - 1) / 2 plus ln 2. Over a dense sweep of rho in [-120, 40]
-//   (8 Mi points): at most 1.63 float32 ulp from the float64 value (0.5 is exact rounding);
-//   ~25% of the sigmas for rho in [-20, 0.9] differ by one ulp from fround(float64), ~7% below
-//   -20, none above 2. w = f32x4.add(mu, f32x4.mul(sigma, eps)): bit for bit the JS path's
+// - sigma = softplus(rho) = max(rho, 0) + log1p(e^-|rho|) in float64 (f64x2, softplusSigma),
+//   rounded once to float32: over a dense sweep of rho in [-120, 40] (8 Mi points) the float32
+//   nearest the float64 value at every point, as the JS path's fround of Math.log1p/Math.exp (a
+//   float32 evaluation, Cephes' expf and logf, was 1.63 ulp at worst and one ulp off for ~25% of
+//   rho in [-20, 0.9]: with the scale mixture's steep KL slope that moved dmu by up to 8e-5 of its
+//   scale against the cpu ops). e^-|rho| (for the sigmoid) is that float64 value rounded.
+//   w = f32x4.add(mu, f32x4.mul(sigma, eps)): bit for bit the JS path's
 //   fround(mu + fround(sigma * eps)) given the same sigma.
 // - log sigma (the KL): Cephes' logf of the float32 sigma (rho itself below -20); the prior's
 //   terms from w in float64 (kind 1: (w - a)^2; kind 2: w^2 and c w^2 + d), the mixture's
@@ -75,12 +75,14 @@
 //   the scale of their sums (sum of |terms|) beyond one float32 ulp and beyond what w's
 //   neighbouring float32 values give: with the scale mixture the KL's slope d dlogp / dw is
 //   ~2.5e5 (|c|), so where sigma differs by an ulp and w = mu + sigma eps rounds to the other
-//   neighbour, dmu moves by 2.5e5 * ulp(mu) (up to 8e-5 of the scale; the JS path is no more
-//   right than this one there).
+//   neighbour, dmu moves by 2.5e5 * ulp(mu) (up to 8e-5 of the scale). The tfjs ops' sigma,
+//   exp(logSoftplus(rho)), is itself an ulp or two off at times: the cpu-vs-wasm tests meet such
+//   weights as rarely as they did with the JS path.
 // - speed (AMD EPYC, Node 20, a busy 2-core machine; scale mixture (0.5, 1, 0.002), S = 3, mu in
-//   +-0.1, rho in [-7, -6]), forward / backward: [3, 256, 120] 0.78 / 0.54 ms (the JS loops 2.9 /
-//   2.5 ms), [3, 13, 512] 0.17 / 0.13 ms (0.59 / 0.53 ms). Without the two interleaved vectors,
-//   the zeroing below -87 and the 2^-40 cut in log1p: 1.5 / 1.3 ms on the first.
+//   +-0.1, rho in [-7, -6]), forward / backward: [3, 256, 120] 0.94 / 0.74 ms (the JS loops 2.9 /
+//   2.5 ms; sigma in float32 was 0.77 / 0.61 ms), [3, 13, 512] 0.20 / 0.16 ms (0.59 / 0.53 ms).
+//   Without the two interleaved vectors, the zeroing below -87 and the 2^-40 cut in log1p (float32
+//   sigma): 1.5 / 1.3 ms on the first.
 import { Buffer } from 'node:buffer';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -303,6 +305,10 @@ class Scope {
   i(v) {
     return this.ref('i32x4', v | 0);
   }
+  /** f64x2 constant. */
+  d(v) {
+    return this.ref('f64x2', v);
+  }
   decls() {
     return [
       ...[...this.locals].map(([n, t]) => `(local $${n} ${t})`),
@@ -321,7 +327,7 @@ class Scope {
       set('kz', '(i32x4.splat (i32.shr_u (local.get $n) (i32.const 31)))'),
       ...[...this.consts].map(([k, n]) => {
         const [shape, v] = k.split(':');
-        const scalar = shape === 'i32x4' ? 'i32' : 'f32';
+        const scalar = { i32x4: 'i32', f32x4: 'f32', f64x2: 'f64' }[shape];
         return set(n, op('v128.or', `(${shape}.splat (${scalar}.const ${v}))`, get('kz')));
       }),
     ].join('\n  ');
@@ -479,6 +485,90 @@ function softplus(K, sp, e, x, floor = EXP_FLOOR) {
     ...expNeg(K, e, 'nx', floor),
     ...log1p01(K, 'l1', e),
     K.set(sp, f4('add', f4('pmax', get(x), K.f(0)), get('l1'))),
+  ];
+}
+
+// e^x and log1p in float64 for sigma = softplus(rho), rounded once to float32.
+const LN2_HI64 = 6.9314718036912381649e-1; // fdlibm's ln2 in two parts (the first has 32 bits)
+const LN2_LO64 = 1.90821492927058770002e-10;
+/** 1/k! for k = 11 down to 0: e^r for |r| <= ln2 / 2 within 7e-15 (the next term). */
+const EXP_TAYLOR = Array.from({ length: 12 }, (_, j) => {
+  let f = 1;
+  for (let k = 2; k <= 11 - j; k++) f *= k;
+  return 1 / f;
+});
+/** 1 / (2k + 1) for k = 7 down to 0: atanh(f) / f = sum f^2k / (2k + 1), |f| <= 3 - 2 sqrt 2. */
+const ATANH_SERIES = Array.from({ length: 8 }, (_, j) => 1 / (2 * (7 - j) + 1));
+const hornerD = (K, x, cs) =>
+  cs.slice(1).reduce((acc, c) => d2('add', d2('mul', acc, get(x)), K.d(c)), K.d(cs[0]));
+
+/**
+ * `$sp = softplus(x)` rounded once to float32 from a float64 evaluation, and `$e = e^-|x|`
+ * (float32, for a sigmoid), x a float32 local: per half (2 lanes), in f64x2, y = max(-|x|, -104)
+ * (below, e^y and softplus round to 0 in float32), t = nearest(y log2 e), r = y - t ln2 (ln2 in
+ * fdlibm's two parts), e^y = 2^t * sum_k r^k / k! (k <= 11); then log(1 + e) = k ln2 + 2 atanh(f)
+ * with f = e / (e + 2) (k = 0) or, above sqrt 2 - 1, f = (e - 1) / (e + 3) (k = 1: (1 + e) / 2),
+ * |f| <= 0.1716, the series to f^15 (the next term is 1e-14 of the sum); sp = max(x, 0) +
+ * log(1 + e). The float64 value is within ~1e-14 of softplus, so the float32 rounding is exact
+ * but where softplus lies within that of a midpoint between float32 values.
+ */
+function softplusSigma(K, sp, e, x) {
+  const half = (h, xv) => {
+    const v = (n) => `${n}${h}`;
+    return [
+      K.set(v('sx'), xv),
+      K.set(v('sy'), d2('pmax', d2('neg', d2('abs', get(v('sx')))), K.d(-104))),
+      K.set(v('st'), d2('nearest', d2('mul', get(v('sy')), K.d(Math.LOG2E)))),
+      K.set(
+        v('sr'),
+        d2(
+          'sub',
+          d2('sub', get(v('sy')), d2('mul', get(v('st')), K.d(LN2_HI64))),
+          d2('mul', get(v('st')), K.d(LN2_LO64)),
+        ),
+      ),
+      K.set(
+        v('se'),
+        d2(
+          'mul',
+          hornerD(K, v('sr'), EXP_TAYLOR),
+          op(
+            'i64x2.shl',
+            op(
+              'i64x2.add',
+              op('i64x2.extend_low_i32x4_s', op('i32x4.trunc_sat_f64x2_s_zero', get(v('st')))),
+              K.i(1023),
+            ),
+            i32(52),
+          ),
+        ),
+      ),
+      K.set(v('sb'), d2('gt', get(v('se')), K.d(Math.SQRT2 - 1))),
+      K.set(
+        v('sf'),
+        d2(
+          'div',
+          op('v128.bitselect', d2('sub', get(v('se')), K.d(1)), get(v('se')), get(v('sb'))),
+          d2('add', get(v('se')), op('v128.bitselect', K.d(3), K.d(2), get(v('sb')))),
+        ),
+      ),
+      K.set(v('sz'), d2('mul', get(v('sf')), get(v('sf')))),
+      K.set(
+        v('sl'),
+        d2(
+          'add',
+          d2('mul', d2('add', get(v('sf')), get(v('sf'))), hornerD(K, v('sz'), ATANH_SERIES)),
+          op('v128.and', get(v('sb')), K.d(Math.LN2)),
+        ),
+      ),
+      K.set(v('sl'), d2('add', d2('pmax', get(v('sx')), K.d(0)), get(v('sl')))),
+    ];
+  };
+  return [
+    ...half('L', lo64(get(x))),
+    ...half('H', hi64(get(x))),
+    K.set(sp, join32(get('slL'), get('slH'))),
+    K.set(e, join32(get('seL'), get('seH'))),
   ];
 }
 
@@ -656,7 +746,7 @@ function gaussFwdFunc() {
     K.set('p', op('v128.and', get('p'), get('mask'))),
   ];
   const body = [
-    ...both(K, [K.set('r', ld('pr')), ...softplus(K, 'sg', 'e', 'r')]),
+    ...both(K, [K.set('r', ld('pr')), ...softplusSigma(K, 'sg', 'e', 'r')]),
     `(if ${get('kind')} (then
   ${block(both(K, logSigma))}
   ${K.set('sls', d2('add', get('sls'), pair(K, d2('add', lo64(get('lg')), hi64(get('lg'))))))}))`,
@@ -747,7 +837,7 @@ function gaussBwdFunc() {
   const ptrs = ['pr', 'pm', 'pe', 'pd', 'pdm', 'pdr'];
   const perWeight = [
     K.set('r', ld('pr')),
-    ...softplus(K, 'sg', 'e', 'r'),
+    ...softplusSigma(K, 'sg', 'e', 'r'),
     sigmoid(K, 'sr', 'r', 'e'),
     K.set(
       'dls',
@@ -915,17 +1005,22 @@ function gaussBwdFunc() {
 export function moduleText(options = {}) {
   const opts = { ...DEFAULTS, ...options };
   return `(module
-(import "${IMPORT_MODULE}" "${IMPORT_NAME}" (memory 1))
+(import "${IMPORT_MODULE}" "${IMPORT_NAME}" ${opts.shared ? '(memory 1 65536 shared)' : '(memory 1)'})
 ${matVecFunc(opts.rows, opts.accs, opts.spread)}
 ${gaussFwdFunc()}
 ${gaussBwdFunc()})`;
 }
 
-function fileText(bytes, opts) {
-  const b64 = Buffer.from(bytes).toString('base64');
-  const lines = b64.match(/.{1,96}/g) ?? [];
+function fileText(bytes, sharedBytes, opts) {
+  const b64lines = (b) =>
+    Buffer.from(b)
+      .toString('base64')
+      .match(/.{1,96}/g) ?? [];
+  const lines = b64lines(bytes);
+  const sharedLines = b64lines(sharedBytes);
   return `// Generated by scripts/gen-heap-wasm.mjs (node scripts/gen-heap-wasm.mjs); do not edit.
-// The WebAssembly SIMD kernels of heapSimd.ts: ${bytes.length} bytes.
+// The WebAssembly SIMD kernels of heapSimd.ts: ${bytes.length} bytes (the same code on a shared
+// memory import, for tfjs's threaded build: ${sharedBytes.length} bytes).
 
 /** The module's one import, the memory: \`{ [MODULE]: { [NAME]: memory } }\`. */
 export const HEAP_SIMD_IMPORT_MODULE = '${IMPORT_MODULE}';
@@ -943,6 +1038,13 @@ export const HEAP_SIMD_SPREAD = ${opts.spread};
 /** The module, base64. */
 export const HEAP_SIMD_BASE64 =
 ${lines.map((l) => `  '${l}'`).join(' +\n')};
+
+/**
+ * The same module with its memory import shared (\`(memory 1 65536 shared)\`), for the memory of
+ * tfjs's threaded build (a SharedArrayBuffer), base64.
+ */
+export const HEAP_SIMD_SHARED_BASE64 =
+${sharedLines.map((l) => `  '${l}'`).join(' +\n')};
 `;
 }
 
@@ -954,9 +1056,11 @@ if (isMain) {
     process.exit(0);
   }
   const bytes = assemble(text);
-  if (!globalThis.WebAssembly.validate(bytes))
-    throw new Error('the assembled module does not validate');
-  const want = fileText(bytes, DEFAULTS);
+  const sharedBytes = assemble(moduleText({ shared: true }));
+  for (const b of [bytes, sharedBytes])
+    if (!globalThis.WebAssembly.validate(b))
+      throw new Error('the assembled module does not validate');
+  const want = fileText(bytes, sharedBytes, DEFAULTS);
   if (process.argv.includes('--check')) {
     let have = '';
     try {

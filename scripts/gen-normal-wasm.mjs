@@ -792,6 +792,15 @@ const OPS = {
   'f64x2.add': [SIMD, 0xf0],
   'f64x2.sub': [SIMD, 0xf1],
   'f64x2.mul': [SIMD, 0xf2],
+  'f64x2.div': [SIMD, 0xf3],
+  'f64x2.pmax': [SIMD, 0xf7],
+  'f64x2.gt': [SIMD, 0x4a],
+  'f64x2.abs': [SIMD, 0xec],
+  'f64x2.neg': [SIMD, 0xed],
+  'f64x2.nearest': [SIMD, 0x94],
+  'i64x2.shl': [SIMD, 0xcb],
+  'i64x2.add': [SIMD, 0xce],
+  'i32x4.trunc_sat_f64x2_s_zero': [SIMD, 0xfc],
   'i32x4.trunc_sat_f32x4_s': [SIMD, 0xf8],
   'f32x4.convert_i32x4_s': [SIMD, 0xfa],
 };
@@ -1044,16 +1053,17 @@ export function assemble(text) {
     if (field[0] === 'import') {
       // memory imports only: (import "module" "field" (memory min [max]))
       const [, mname, fname, desc] = field;
+      // (import "module" "field" (memory min max shared)): a shared memory (threads proposal)
       if (!Array.isArray(desc) || desc[0] !== 'memory' || desc.slice(1).some(Array.isArray))
-        throw new Error('import: (memory min [max]) only');
+        throw new Error('import: (memory min [max] [shared]) only');
       if (memory !== null) throw new Error('one memory only');
       memory = 'imported';
-      imports.push([
-        ...name(mname.str),
-        ...name(fname.str),
-        0x02,
-        ...limits(desc.slice(1).map(int)),
-      ]);
+      const shared = desc[desc.length - 1] === 'shared';
+      const lims = desc.slice(1, shared ? -1 : undefined).map(int);
+      if (shared && lims.length !== 2) throw new Error('a shared memory needs a maximum');
+      const enc = limits(lims);
+      if (shared) enc[0] = 0x03;
+      imports.push([...name(mname.str), ...name(fname.str), 0x02, ...enc]);
     } else if (field[0] === 'memory') {
       if (memory !== null) throw new Error('one memory only');
       const ex = field.find((x) => Array.isArray(x) && x[0] === 'export');

@@ -9,15 +9,24 @@
  * `gaussSampleFwd` / `gaussSampleBwd` are the per-element work of the Bayesian layers'
  * BlitzGaussianSample(Grad) kernels (softplus, log, the prior's terms, their float64 sums).
  *
- * `heapSimd(memory)` is undefined, and the caller keeps its other path, where the memory is shared
- * (the threaded build: this module's import is a non-shared memory and its loops are not meant to
- * race with the pool's threads), where WebAssembly or its fixed-width SIMD is missing, or where
+ * On the threaded build's memory (a SharedArrayBuffer) the same code runs from a second module
+ * whose memory import is shared: the kernels run on the calling (main) thread between the
+ * backend's kernels, while the pool's threads wait, so nothing races, and the results are the
+ * same bits as on one thread.
+ *
+ * `heapSimd(memory)` is undefined, and the caller keeps its other path, where WebAssembly or its
+ * fixed-width SIMD is missing, or where
  * compiling or instantiating fails (e.g. under a content security policy without
  * 'wasm-unsafe-eval'). The module is compiled once, synchronously (current Chrome allows 8 MB on
  * the main thread; the older versions that allowed 4 KB refuse it, and everything takes the other
  * path there), and instantiated once per memory.
  */
-import { HEAP_SIMD_BASE64, HEAP_SIMD_IMPORT_MODULE, HEAP_SIMD_IMPORT_NAME } from './heapSimdBytes';
+import {
+  HEAP_SIMD_BASE64,
+  HEAP_SIMD_IMPORT_MODULE,
+  HEAP_SIMD_IMPORT_NAME,
+  HEAP_SIMD_SHARED_BASE64,
+} from './heapSimdBytes';
 
 /** The kernels, on one memory; every offset is a byte offset into it, a multiple of 4. */
 export interface HeapSimd {
@@ -115,7 +124,11 @@ export interface HeapSimd {
 
 type Exports = Pick<HeapSimd, 'matVec' | 'gaussSampleFwd' | 'gaussSampleBwd'>;
 
-let compiled: WebAssembly.Module | null | undefined;
+/** The compiled modules: [0] imports a non-shared memory, [1] a shared one. */
+const compiled: [WebAssembly.Module | null | undefined, WebAssembly.Module | null | undefined] = [
+  undefined,
+  undefined,
+];
 const instances = new WeakMap<WebAssembly.Memory, HeapSimd | null>();
 
 function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
@@ -125,11 +138,12 @@ function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-function compile(): WebAssembly.Module | null {
+function compile(shared: boolean): WebAssembly.Module | null {
   try {
     if (typeof WebAssembly !== 'object' || typeof WebAssembly.validate !== 'function') return null;
-    const bytes = decodeBase64(HEAP_SIMD_BASE64);
-    // false where fixed-width SIMD is not supported (validation rejects the v128 instructions)
+    const bytes = decodeBase64(shared ? HEAP_SIMD_SHARED_BASE64 : HEAP_SIMD_BASE64);
+    // false where fixed-width SIMD (or, for the shared variant, the threads proposal's shared
+    // memory) is not supported: validation rejects the v128 instructions
     if (!WebAssembly.validate(bytes)) return null;
     return new WebAssembly.Module(bytes);
   } catch {
@@ -143,7 +157,7 @@ function isShared(memory: WebAssembly.Memory): boolean {
 
 /**
  * `heapSimd(memory)`: the kernels on `memory` (the tfjs wasm backend's `backend.wasm.asm.memory`),
- * or undefined where they cannot run there (a shared memory, no WebAssembly SIMD, or a failed
+ * or undefined where they cannot run there (no WebAssembly SIMD, or a failed
  * compile or instantiation). Cached per memory object.
  */
 export function heapSimd(memory: WebAssembly.Memory): HeapSimd | undefined {
@@ -152,19 +166,19 @@ export function heapSimd(memory: WebAssembly.Memory): HeapSimd | undefined {
   let result: HeapSimd | null = null;
   try {
     if (typeof WebAssembly === 'object' && memory instanceof WebAssembly.Memory) {
-      if (!isShared(memory)) {
-        if (compiled === undefined) compiled = compile();
-        if (compiled !== null) {
-          const instance = new WebAssembly.Instance(compiled, {
-            [HEAP_SIMD_IMPORT_MODULE]: { [HEAP_SIMD_IMPORT_NAME]: memory },
-          });
-          const ex = instance.exports as unknown as Exports;
-          result = {
-            matVec: ex.matVec,
-            gaussSampleFwd: ex.gaussSampleFwd,
-            gaussSampleBwd: ex.gaussSampleBwd,
-          };
-        }
+      const k = isShared(memory) ? 1 : 0;
+      if (compiled[k] === undefined) compiled[k] = compile(k === 1);
+      const module = compiled[k];
+      if (module) {
+        const instance = new WebAssembly.Instance(module, {
+          [HEAP_SIMD_IMPORT_MODULE]: { [HEAP_SIMD_IMPORT_NAME]: memory },
+        });
+        const ex = instance.exports as unknown as Exports;
+        result = {
+          matVec: ex.matVec,
+          gaussSampleFwd: ex.gaussSampleFwd,
+          gaussSampleBwd: ex.gaussSampleBwd,
+        };
       }
     }
   } catch {

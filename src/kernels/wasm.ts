@@ -850,6 +850,8 @@ interface WasmModule {
   readonly HEAPU8: Uint8Array;
   /** The instance's exports; `memory` is the heap's `WebAssembly.Memory`. */
   readonly asm?: { readonly memory?: unknown };
+  /** The threaded build's memory: imported (shared), so not among `asm`'s exports. */
+  readonly wasmMemory?: unknown;
   _malloc(bytes: number): number;
   _free(offset: number): void;
   cwrap(name: string, ret: null, args: readonly string[]): Cwrapped;
@@ -1392,9 +1394,9 @@ function cachedB(
   return ids;
 }
 
-/** The SIMD heap kernels over this backend's memory (undefined: not available, e.g. shared). */
+/** The SIMD heap kernels over this backend's memory (undefined: not available, e.g. no SIMD). */
 function heapSimdOf(be: HeapBackend): HeapSimd | undefined {
-  const memory = be.wasm.asm?.memory;
+  const memory = be.wasm.asm?.memory ?? be.wasm.wasmMemory;
   return memory instanceof WebAssembly.Memory ? heapSimd(memory) : undefined;
 }
 
@@ -1997,7 +1999,7 @@ function sampleInputs(kernel: string, inputs: tf.NamedTensorInfoMap) {
  * The float64 JS loops of `BlitzGaussianSample` on the float32 array `arr` (the heap, or a test's
  * own array): `w` (`S n` values at index `W`) and `kl` (`S` values at `KL`) from `mu`, `rho`
  * (`n` values at `MU`, `RHO`) and `eps` (`S n` at `EPS`); `prior` as the kernel's attribute. The
- * kernel's path without the SIMD module (a shared memory, no WebAssembly SIMD), and the tests'
+ * kernel's path without the SIMD module (no WebAssembly SIMD), and the tests'
  * reference.
  * @internal
  */

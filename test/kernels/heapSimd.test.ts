@@ -170,7 +170,7 @@ describe('heapSimd', () => {
     expect(out).toMatch(/is up to date/);
   });
 
-  it('is made once per memory; undefined on a shared memory', () => {
+  it('is made once per memory, a shared one (the threaded build) included', () => {
     expect(heapSimd(memory)).toBe(kernels);
     const own = new WebAssembly.Memory({ initial: 1 });
     const k = heapSimd(own);
@@ -179,8 +179,20 @@ describe('heapSimd', () => {
     expect(heapSimd(own)).toBe(k);
     const shared = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
     expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
-    expect(heapSimd(shared)).toBeUndefined();
-    expect(heapSimd(shared)).toBeUndefined();
+    const ks = heapSimd(shared);
+    expect(ks).toBeDefined();
+    expect(heapSimd(shared)).toBe(ks);
+    // the same code on the shared memory: the same bits as on a non-shared one
+    const fs = new Float32Array(shared.buffer);
+    const fo = new Float32Array(own.buffer);
+    for (const arr of [fs, fo]) {
+      arr.set([0.1, -2, 3.5, 4e-3, 5, -6.25, 0.3, 1e3], 1);
+      arr.set([1.5, 0.5, -1, 0.125], 9);
+    }
+    ks?.matVec(4, 36, 64, 2, 4, 0, -Infinity, Infinity);
+    k?.matVec(4, 36, 64, 2, 4, 0, -Infinity, Infinity);
+    expect([fs[16], fs[17]]).toEqual([fo[16], fo[17]]);
+    expect(fs[16]).toBe(fr(fr(fr(0.15) + fr(-1)) + fr(fr(-3.5) + fr(5e-4))));
   });
 
   it('works on any memory; out of bounds it throws', () => {
