@@ -1001,6 +1001,161 @@ function gaussBwdFunc() {
   ${block(text)})`;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The fused recurrent cells' forward (BlitzLSTMCell / BlitzGRUCell), in float32, 4 columns at a
+// time (H a multiple of 4; the kernels keep their JS loops otherwise): the gate pre-activations
+// `pre` [n, 4H] (gate blocks of H), the state [n, H], the outputs [n, H] and the activations'
+// planes `act` [k, n, H]. sigmoid(x) = 1 / (1 + e^-x) or e^x / (1 + e^x) (expNeg of -|x|);
+// tanh by Cephes' tanhf on |x|: |x| + |x|^3 P(x^2) below 0.5493, else (1 - e^-2|x|) /
+// (1 + e^-2|x|); then the sign of x.
+
+const TANH_P = [
+  -5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1,
+];
+const SIGN = 0x80000000 | 0;
+
+/** `$out = sigmoid($x)`. */
+const sigmoidOf = (K, out, x) => [
+  K.set('gnx', op('v128.or', get(x), K.i(SIGN))),
+  ...expNeg(K, 'ge', 'gnx'),
+  sigmoid(K, out, x, 'ge'),
+];
+
+/** `$out = tanh($x)`. */
+const tanhOf = (K, out, x) => [
+  K.set('tz', f4('abs', get(x))),
+  K.set('tzz', f4('mul', get(x), get(x))),
+  K.set(
+    'tp',
+    f4('add', f4('mul', f4('mul', horner(K, 'tzz', TANH_P), get('tzz')), get('tz')), get('tz')),
+  ),
+  K.set('tn', f4('mul', get('tz'), K.f(-2))),
+  ...expNeg(K, 'te', 'tn'),
+  K.set('tb', f4('div', f4('sub', K.f(1), get('te')), f4('add', K.f(1), get('te')))),
+  // tanh |x|, then the sign of x (-0 stays -0)
+  K.set(
+    out,
+    op(
+      'v128.or',
+      op('v128.bitselect', get('tp'), get('tb'), f4('lt', get('tz'), K.f(0.5493))),
+      op('v128.and', get(x), K.i(SIGN)),
+    ),
+  ),
+];
+
+/**
+ * The loop over rows `r < n` and columns (16 bytes a step) `j < hb` (= 4H bytes) of the cells:
+ * `$qp` = the row of `pre` plus j, `$qe` = the row's byte offset in the [n, H] arrays plus j.
+ */
+const cellLoop = (K, body) => [
+  K.set('rp', get('pre'), 'i32'),
+  K.set('re', i32(0), 'i32'),
+  K.set('r', i32(0), 'i32'),
+  `(block $Rx (br_if $Rx (i32.eqz ${get('n')})) (br_if $Rx (i32.eqz ${get('hb')}))
+  (loop $R
+  ${K.set('j', i32(0), 'i32')}
+  (loop $C
+  ${K.set('qp', add(get('rp'), get('j')), 'i32')}
+  ${K.set('qe', add(get('re'), get('j')), 'i32')}
+  ${block(body)}
+  ${set('j', add(get('j'), i32(16)))}
+  (br_if $C (i32.ne ${get('j')} ${get('hb')})))
+  ${set('rp', add(get('rp'), op('i32.shl', get('hb'), i32(2))))}
+  ${set('re', add(get('re'), get('hb')))}
+  ${set('r', add(get('r'), i32(1)))}
+  (br_if $R (i32.ne ${get('r')} ${get('n')}))))`,
+];
+
+const ldAt = (p, off) => `(v128.load ${off ? add(get(p), get(off)) : get(p)})`;
+const stAt = (base, off, v) => `(v128.store ${add(get(base), get(off))} ${v})`;
+
+/**
+ * lstmCellFwd(pre, c0, ho, co, act, n, hb): i, f, o = sigmoid of gate blocks 0, 1, 3, g = tanh
+ * of block 2, c = f c0 + i g, h = o tanh(c); act = [i, f, g, o, tanh c] (planes n hb bytes apart).
+ */
+function lstmFwdFunc() {
+  const params = ['pre', 'c0', 'ho', 'co', 'act', 'n', 'hb'];
+  const K = new Scope(params);
+  const body = [
+    K.set('x', ldAt('qp')),
+    ...sigmoidOf(K, 'vi', 'x'),
+    K.set('x', ldAt('qp', 'hb')),
+    ...sigmoidOf(K, 'vf', 'x'),
+    K.set('x', ldAt('qp', 'hb2')),
+    ...tanhOf(K, 'vg', 'x'),
+    K.set('x', ldAt('qp', 'hb3')),
+    ...sigmoidOf(K, 'vo', 'x'),
+    K.set(
+      'vc',
+      f4(
+        'add',
+        f4('mul', get('vf'), `(v128.load ${add(get('c0'), get('qe'))})`),
+        f4('mul', get('vi'), get('vg')),
+      ),
+    ),
+    ...tanhOf(K, 'vt', 'vc'),
+    stAt('co', 'qe', get('vc')),
+    stAt('ho', 'qe', f4('mul', get('vo'), get('vt'))),
+    K.set('qa', add(get('act'), get('qe')), 'i32'),
+    ...['vi', 'vf', 'vg', 'vo', 'vt'].map(
+      (v, k) => `(v128.store ${k ? add(get('qa'), get(`m${k}`)) : get('qa')} ${get(v)})`,
+    ),
+  ];
+  const text = [
+    K.set('hb2', op('i32.shl', get('hb'), i32(1)), 'i32'),
+    K.set('hb3', add(get('hb2'), get('hb')), 'i32'),
+    K.set('m1', op('i32.mul', get('n'), get('hb')), 'i32'),
+    ...[2, 3, 4].map((k) => K.set(`m${k}`, add(get(`m${k - 1}`), get('m1')), 'i32')),
+    ...cellLoop(K, body),
+  ];
+  const prologue = K.prologue();
+  return `(func (export "lstmCellFwd") ${f64Sig(params, [])} ${K.decls()}
+  ${prologue}
+  ${block(text)})`;
+}
+
+/**
+ * gruCellFwd(pre, h0, ho, act, n, hb): r, z = sigmoid of gate blocks 0, 1, p = block 3 (h U_n +
+ * b_hn), n = tanh(block 2 + r p), h = n + z (h0 - n); act = [r, z, n, p].
+ */
+function gruFwdFunc() {
+  const params = ['pre', 'h0', 'ho', 'act', 'n', 'hb'];
+  const K = new Scope(params);
+  const body = [
+    K.set('x', ldAt('qp')),
+    ...sigmoidOf(K, 'vr', 'x'),
+    K.set('x', ldAt('qp', 'hb')),
+    ...sigmoidOf(K, 'vz', 'x'),
+    K.set('vp', ldAt('qp', 'hb3')),
+    K.set('x', f4('add', ldAt('qp', 'hb2'), f4('mul', get('vr'), get('vp')))),
+    ...tanhOf(K, 'vn', 'x'),
+    stAt(
+      'ho',
+      'qe',
+      f4(
+        'add',
+        get('vn'),
+        f4('mul', get('vz'), f4('sub', `(v128.load ${add(get('h0'), get('qe'))})`, get('vn'))),
+      ),
+    ),
+    K.set('qa', add(get('act'), get('qe')), 'i32'),
+    ...['vr', 'vz', 'vn', 'vp'].map(
+      (v, k) => `(v128.store ${k ? add(get('qa'), get(`m${k}`)) : get('qa')} ${get(v)})`,
+    ),
+  ];
+  const text = [
+    K.set('hb2', op('i32.shl', get('hb'), i32(1)), 'i32'),
+    K.set('hb3', add(get('hb2'), get('hb')), 'i32'),
+    K.set('m1', op('i32.mul', get('n'), get('hb')), 'i32'),
+    ...[2, 3].map((k) => K.set(`m${k}`, add(get(`m${k - 1}`), get('m1')), 'i32')),
+    ...cellLoop(K, body),
+  ];
+  const prologue = K.prologue();
+  return `(func (export "gruCellFwd") ${f64Sig(params, [])} ${K.decls()}
+  ${prologue}
+  ${block(text)})`;
+}
+
 /** The module as WebAssembly text. */
 export function moduleText(options = {}) {
   const opts = { ...DEFAULTS, ...options };
@@ -1008,7 +1163,9 @@ export function moduleText(options = {}) {
 (import "${IMPORT_MODULE}" "${IMPORT_NAME}" ${opts.shared ? '(memory 1 65536 shared)' : '(memory 1)'})
 ${matVecFunc(opts.rows, opts.accs, opts.spread)}
 ${gaussFwdFunc()}
-${gaussBwdFunc()})`;
+${gaussBwdFunc()}
+${lstmFwdFunc()}
+${gruFwdFunc()})`;
 }
 
 function fileText(bytes, sharedBytes, opts) {

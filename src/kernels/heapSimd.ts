@@ -120,9 +120,41 @@ export interface HeapSimd {
     gSum: number,
     workOffset: number,
   ): void;
+  /**
+   * The forward of one LSTM step's elementwise part, in float32, for `n` rows of `H` columns
+   * (`hBytes = 4 H`, H a multiple of 4): from the gate pre-activations `pre` `[n, 4H]` (blocks i,
+   * f, g, o) and the cell state `c0` `[n, H]`: `i, f, o = sigmoid`, `g = tanh`, `c = f c0 + i g`,
+   * `h = o tanh(c)` into `ho`, `co`, and `[i, f, g, o, tanh c]` into `act` `[5, n, H]`. Sigmoid
+   * from e^-|x| (Cephes' expf), tanh by Cephes' tanhf; each a few float32 ulp.
+   */
+  lstmCellFwd(
+    preOffset: number,
+    c0Offset: number,
+    hOffset: number,
+    cOffset: number,
+    actOffset: number,
+    n: number,
+    hBytes: number,
+  ): void;
+  /**
+   * The GRU step's forward, as `lstmCellFwd`: from `pre` `[n, 4H]` (blocks r, z, the input part
+   * of n, `h U_n + b_hn`) and `h0` `[n, H]`: `r, z = sigmoid`, `n = tanh(pre_n + r p)`,
+   * `h = n + z (h0 - n)` into `ho`, and `[r, z, n, p]` into `act` `[4, n, H]`.
+   */
+  gruCellFwd(
+    preOffset: number,
+    h0Offset: number,
+    hOffset: number,
+    actOffset: number,
+    n: number,
+    hBytes: number,
+  ): void;
 }
 
-type Exports = Pick<HeapSimd, 'matVec' | 'gaussSampleFwd' | 'gaussSampleBwd'>;
+type Exports = Pick<
+  HeapSimd,
+  'matVec' | 'gaussSampleFwd' | 'gaussSampleBwd' | 'lstmCellFwd' | 'gruCellFwd'
+>;
 
 /** The compiled modules: [0] imports a non-shared memory, [1] a shared one. */
 const compiled: [WebAssembly.Module | null | undefined, WebAssembly.Module | null | undefined] = [
@@ -178,6 +210,8 @@ export function heapSimd(memory: WebAssembly.Memory): HeapSimd | undefined {
           matVec: ex.matVec,
           gaussSampleFwd: ex.gaussSampleFwd,
           gaussSampleBwd: ex.gaussSampleBwd,
+          lstmCellFwd: ex.lstmCellFwd,
+          gruCellFwd: ex.gruCellFwd,
         };
       }
     }
