@@ -20,7 +20,7 @@ import {
   type Prior,
   type PriorKernelSpec,
 } from '../params/distributions';
-import { foldIn, normalArray, normalArrayInto, type Key } from '../params/random';
+import { foldIn, normalArray, normalArrayInto, rademacherArray, type Key } from '../params/random';
 import { freeze as freezeTree, type ParamTree } from '../params/tree';
 import {
   type Check,
@@ -70,7 +70,45 @@ export interface BayesianOptions {
    * prior. `'closed'`: the exact KL; needs a prior with a closed form (`normalPrior`).
    */
   readonly kl?: 'mc' | 'closed';
+  /**
+   * How a weight sample is drawn from its posterior `(mu, sigma = softplus(rho))`.
+   * `'reparam'` (default, the reference's): `w = mu + sigma * eps`, `eps ~ N(0, I)`.
+   * `'radial'` (Farquhar et al. 2020, "Radial Bayesian Neural Networks"):
+   * `w = mu + sigma * (eps / |eps|) * r` with `r ~ N(0, 1)` (one radius per weight tensor and
+   * sample, the norm over the whole tensor): the posterior's mass lies at distance ~sigma from
+   * its mean in every dimension count instead of at ~sigma sqrt(n), so that each coordinate
+   * varies by sigma / sqrt(n). Its KL is the Monte Carlo `log q(w) - log p(w)` with the radial
+   * density `log q(w) = -sum log sigma + log(2 phi(r)) - log|S^(n-1)| - (n - 1) log|r|` (the
+   * paper's entropy term plus its constant, so the value is an unbiased KL estimate); needs
+   * `kl: 'mc'`. A substituted `ctx.noise` is taken as `(eps / |eps|) * r` itself.
+   *
+   * Two estimators sample the output rather than the weights, for the layers whose output is
+   * linear in their weights (`bayesianLinear`, `bayesianConv1d/2d/3d`; others reject them):
+   * `'flipout'` (Wen et al. 2018): `y = f(mu, x) + f(delta, x * sIn) * sOut` with one weight
+   * perturbation `delta = sigma * eps` per sample and Rademacher signs per example and
+   * channel (`sIn` like `x` and `sOut` like `y`, with the axes between the first and the last
+   * broadcast: per example and channel for convolutions, as TFP): each example sees its own
+   * weight perturbation, pseudo-independent of the others', so gradients vary less; the KL is
+   * that of `mu + delta`. `'local'` (local reparameterization, Kingma et al. 2015): the
+   * pre-activations drawn from their Gaussian, `y = f(mu, x) + sqrt(f(sigma^2, x^2)) * epsOut`,
+   * independent per output element; the KL is the Monte Carlo one at an independent weight
+   * sample. Their extra noise: signs from `foldIn(layer key, FLIPOUT_IN / FLIPOUT_OUT)`, `epsOut`
+   * from `foldIn(layer key, LOCAL_OUT)` per sample (or `ctx.noise` at the paths
+   * `'<layer>.flipoutIn'`, `'<layer>.flipoutOut'` (their signs are taken), `'<layer>.localOut'`).
+   */
+  readonly estimator?: Estimator;
 }
+
+/** The estimators (`BayesianOptions.estimator`). */
+export type Estimator = 'reparam' | 'radial' | 'flipout' | 'local';
+/** Every `Estimator`, for checks and docs. */
+export const ESTIMATORS: readonly Estimator[] = ['reparam', 'radial', 'flipout', 'local'];
+/** The estimators that sample the output of a layer linear in its weights. */
+const OUTPUT_ESTIMATORS: readonly Estimator[] = ['flipout', 'local'];
+/** `foldIn` data of the output estimators' noise (the weights use their small indices). */
+export const FLIPOUT_IN = 0x666c6970;
+export const FLIPOUT_OUT = 0x666c6971;
+export const LOCAL_OUT = 0x6c6f6361;
 
 /** The option names of `BayesianOptions`, for unknown-option checks. */
 export const BAYESIAN_OPTION_NAMES = [
@@ -82,6 +120,7 @@ export const BAYESIAN_OPTION_NAMES = [
   'freeze',
   'prior',
   'kl',
+  'estimator',
 ] as const;
 
 /** The reference defaults, in one table (DESIGN.md, "Reference defaults"). */
@@ -95,6 +134,7 @@ export const BAYESIAN_DEFAULTS = Object.freeze({
   posteriorRhoInitOther: -6,
   freeze: false,
   kl: 'mc' as const,
+  estimator: 'reparam' as Estimator,
   /** Standard deviation of the initial `mu` and `rho` around their means. */
   initStd: 0.1,
 });
@@ -108,6 +148,7 @@ export interface ResolvedBayesian {
   readonly posteriorRhoInit: number;
   readonly freeze: boolean;
   readonly kl: 'mc' | 'closed';
+  readonly estimator: Estimator;
   readonly prior: Prior;
   /** Plain-data description for `config`. */
   readonly priorName: string;
@@ -126,7 +167,16 @@ export function bayesianChecks(opts: BayesianOptions): Check[] {
     finite('posteriorRhoInit', opts.posteriorRhoInit ?? 0),
     isBool('freeze', opts.freeze ?? false),
     oneOf('kl', opts.kl ?? 'mc', ['mc', 'closed']),
+    oneOf('estimator', opts.estimator ?? BAYESIAN_DEFAULTS.estimator, ESTIMATORS),
   ];
+  if (opts.estimator === 'radial' && opts.kl === 'closed') {
+    checks.push(
+      check(
+        false,
+        "kl: 'closed' is the KL of a Gaussian posterior; estimator 'radial' has a radial one: use kl: 'mc'",
+      ),
+    );
+  }
   if (opts.prior !== undefined) {
     checks.push(
       check(
@@ -138,7 +188,7 @@ export function bayesianChecks(opts: BayesianOptions): Check[] {
     );
   }
   const wantsClosed = opts.kl === 'closed';
-  if (wantsClosed) {
+  if (wantsClosed && opts.estimator !== 'radial') {
     const hasClosed =
       opts.prior !== undefined
         ? typeof opts.prior?.klFrom === 'function'
@@ -176,6 +226,7 @@ export function resolveBayesian(
     posteriorRhoInit: opts.posteriorRhoInit ?? rhoDefault,
     freeze: opts.freeze ?? BAYESIAN_DEFAULTS.freeze,
     kl: opts.kl ?? BAYESIAN_DEFAULTS.kl,
+    estimator: opts.estimator ?? BAYESIAN_DEFAULTS.estimator,
     prior,
     priorName: prior.name,
   });
@@ -191,6 +242,7 @@ export function resolvedConfig(r: ResolvedBayesian): Record<string, unknown> {
     posteriorRhoInit: r.posteriorRhoInit,
     freeze: r.freeze,
     kl: r.kl,
+    estimator: r.estimator,
     prior: r.priorName,
   };
 }
@@ -304,6 +356,71 @@ function sumOfSquares(a: Float32Array, from: number, to: number, rs?: RowSelecti
   }
   return s;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The radial estimator: the noise eps (drawn as for 'reparam') becomes (eps / |eps|) r.
+
+/** The radius of a radial sample is drawn from `foldIn(weight key, RADIAL_RADIUS)`. */
+const RADIAL_RADIUS = 0x72616469;
+
+/**
+ * `log Gamma(x)` for x > 0 (float64, ~1e-13): Stirling's series at x + k >= 8, shifted down by
+ * the recurrence.
+ */
+export function logGamma(x: number): number {
+  let shift = 0;
+  let z = x;
+  while (z < 8) {
+    shift += Math.log(z);
+    z += 1;
+  }
+  const z2 = 1 / (z * z);
+  const series =
+    (1 / z) * (1 / 12 - z2 * (1 / 360 - z2 * (1 / 1260 - z2 * (1 / 1680 - z2 / 1188))));
+  return (z - 0.5) * Math.log(z) - z + 0.5 * Math.log(2 * Math.PI) + series - shift;
+}
+
+/**
+ * Turns `buf[from .. from + n)` (standard normals) into a radial noise `(eps / |eps|) r` in place,
+ * the norm and the scaling over the KL's rows only when `rs` leaves rows out (the others, outside
+ * the KL and the posterior's radial part, keep their normal noise), `r` from `key`.
+ */
+function radialize(
+  buf: Float32Array,
+  from: number,
+  n: number,
+  rs: RowSelection | undefined,
+  key: Key,
+): void {
+  const norm = Math.sqrt(sumOfSquares(buf, from, from + n, rs));
+  const radius = normalArray(foldIn(key, RADIAL_RADIUS), 1)[0] as number;
+  const scale = norm > 0 ? radius / norm : 0;
+  const scaleRun = (a: number, b: number) => {
+    for (let i = a; i < b; i++) buf[i] = (buf[i] as number) * scale;
+  };
+  if (!rs) scaleRun(from, from + n);
+  else for (const r of rs.kept) scaleRun(from + r * rs.rowSize, from + (r + 1) * rs.rowSize);
+}
+
+/**
+ * `log q_radial(w) - log q_gauss(w)` at a sample whose noise has `sum(eps'^2) = rho2` over `D`
+ * dimensions: the radial density (sigma = 1) at radius rho is `2 phi(rho) / (|S^(D-1)|
+ * rho^(D-1))`, `|S^(D-1)| = 2 pi^(D/2) / Gamma(D/2)`, against `prod phi(eps'_i)`: what turns the
+ * Gaussian Monte Carlo KL at the same noise into the radial one (0 for D = 1).
+ */
+export function radialLogCorrection(D: number, rho2: number): number {
+  if (D === 1) return 0;
+  return (
+    -0.5 * Math.log(2 * Math.PI) +
+    0.5 * D * Math.LN2 +
+    logGamma(0.5 * D) -
+    0.5 * (D - 1) * Math.log(rho2)
+  );
+}
+
+/** The number of weights in the KL (`rs` leaves rows out). */
+const klSize = (n: number, rs: RowSelection | undefined): number =>
+  rs ? rs.kept.length * rs.rowSize : n;
 
 /**
  * `klTerm(post, w, logSigma, sumEps2, r, rs, S?) -> kl`: the KL term of one weight at its sample
@@ -455,10 +572,12 @@ export function sampleWeight(
   sample = 0,
   kl: KlSelection = true,
 ): { w: tf.Tensor; kl: tf.Scalar } {
-  return tidy(() => {
-    const shape = post.mu.shape;
-    const n = post.mu.size;
-    const rs = rowSelection(shape, kl);
+  const shape = post.mu.shape;
+  const n = post.mu.size;
+  const rs = rowSelection(shape, kl);
+  const radial = r.estimator === 'radial' && computeKl && kl !== false;
+  let rho2 = 0;
+  const draw = (): { w: tf.Tensor; kl: tf.Scalar } => {
     const given = noise?.(path, shape, sample);
     let eps: tf.Tensor;
     // sum(eps^2), read only where the Monte Carlo KL needs it (a substituted noise would cost a
@@ -467,7 +586,9 @@ export function sampleWeight(
     if (given === undefined) {
       if (key === undefined) throw new MissingKeyError(path, 'sampling this weight');
       const buf = normalArray(key, n);
+      if (r.estimator === 'radial') radialize(buf, 0, n, rs, key);
       sumEps2 = () => sumOfSquares(buf, 0, n, rs);
+      if (radial) rho2 = sumEps2();
       eps = tf.tensor(buf, shape, 'float32');
       // (one sample of the batched kernel: the same bits as sample s of a batched pass)
       const one = coreKernel(
@@ -492,11 +613,17 @@ export function sampleWeight(
         tidy(
           () => tf.sum(tf.square(rs ? tf.mul(e, rowMask(shape, rs)) : e)).dataSync()[0] as number,
         );
+      if (radial) rho2 = sumEps2();
     }
     const { w, logSigma } = gaussianReparam(post, eps);
     if (!computeKl || kl === false) return { w, kl: tf.scalar(0) };
     const needsEps = !(r.kl === 'closed' && r.prior.klFrom);
     return { w, kl: klTerm(post, w, logSigma, needsEps ? sumEps2() : 0, r, rs) as tf.Scalar };
+  };
+  return tidy(() => {
+    const out = draw();
+    if (!radial) return out;
+    return { w: out.w, kl: tf.add(out.kl, radialLogCorrection(klSize(n, rs), rho2)) as tf.Scalar };
   });
 }
 
@@ -549,11 +676,13 @@ export function sampleWeightBatched(
   kl: KlSelection = true,
   firstSample = 0,
 ): { w: tf.Tensor; kl: tf.Tensor1D } {
-  return tidy(() => {
-    const shape = post.mu.shape;
-    const S = numSamples;
-    const n = post.mu.size;
-    const rs = rowSelection(shape, kl);
+  const shape = post.mu.shape;
+  const S = numSamples;
+  const n = post.mu.size;
+  const rs = rowSelection(shape, kl);
+  const radial = r.estimator === 'radial' && computeKl && kl !== false;
+  const rho2 = new Float64Array(S);
+  const draw = (): { w: tf.Tensor; kl: tf.Tensor1D } => {
     const given = noise
       ? Array.from({ length: S }, (_, s) => noise(path, shape, firstSample + s))
       : undefined;
@@ -565,7 +694,9 @@ export function sampleWeightBatched(
       const sums = new Float32Array(S);
       keys.forEach((k, s) => {
         normalArrayInto(k, buf.subarray(s * n, (s + 1) * n));
-        sums[s] = sumOfSquares(buf, s * n, (s + 1) * n, rs);
+        if (r.estimator === 'radial') radialize(buf, s * n, n, rs, k);
+        rho2[s] = sumOfSquares(buf, s * n, (s + 1) * n, rs);
+        sums[s] = rho2[s] as number;
       });
       eps = tf.tensor(buf, [S, ...shape], 'float32');
       const one = coreKernel(post, eps, r, rs, computeKl && kl !== false);
@@ -580,10 +711,18 @@ export function sampleWeightBatched(
       eps = tf.stack(given.map((e, s) => checkedNoise(e, `${path} (sample ${s})`, shape)));
       const sq = tf.square(rs ? tf.mul(eps, rowMask(shape, rs, S)) : eps);
       sumEps2 = tf.sum(tf.reshape(sq, [S, -1]), 1) as tf.Tensor1D;
+      if (radial) rho2.set(sumEps2.dataSync());
     }
     const { w, logSigma } = gaussianReparam(post, eps);
     if (!computeKl || kl === false) return { w, kl: tf.zeros([S]) as tf.Tensor1D };
     return { w, kl: klTerm(post, w, logSigma, sumEps2, r, rs, S) as tf.Tensor1D };
+  };
+  return tidy(() => {
+    const out = draw();
+    if (!radial) return out;
+    const D = klSize(n, rs);
+    const corr = Float32Array.from(rho2, (v) => radialLogCorrection(D, v));
+    return { w: out.w, kl: tf.add(out.kl, tf.tensor1d(corr)) as tf.Tensor1D };
   });
 }
 
@@ -720,6 +859,13 @@ export interface BayesianLayerSpec<D extends WeightDecls, In, Out, InShape, OutS
    */
   readonly fusesActivation?: boolean;
   /**
+   * Whether `forward(w, x)` is linear in the weights jointly (the bias as a weight on an input of
+   * ones: `f(a w1 + b w2, x) = a f(w1, x) + b f(w2, x)`) and keeps the input's first and last axes
+   * as example and channel axes: what the estimators `'flipout'` and `'local'` need. Default false
+   * (they are rejected).
+   */
+  readonly linearInWeights?: boolean;
+  /**
    * Mean mode in a batched pass: one set of weights meets an input that may have the sample axis;
    * returns the output and whether it has the sample axis. Default: `forward(weights, x)`, keeping
    * the input's batching (so `forward` must treat extra leading axes as batch axes).
@@ -805,6 +951,12 @@ export function bayesianLayer<
     spec.rhoDefault ?? BAYESIAN_DEFAULTS.posteriorRhoInitOther,
     where,
   );
+  if (OUTPUT_ESTIMATORS.includes(r.estimator) && spec.linearInWeights !== true) {
+    throw new ConfigError(where, [
+      `estimator '${r.estimator}' samples the output of a layer that is linear in its weights ` +
+        `(bayesianLinear, bayesianConv1d/2d/3d); ${spec.kind} is not: use 'reparam' or 'radial'`,
+    ]);
+  }
   const decls = Object.entries(spec.weights).filter(
     (e): e is [string, WeightDecl] => e[1] !== undefined,
   );
@@ -914,6 +1066,196 @@ export function bayesianLayer<
       });
     });
 
+  // -------------------------------------------------------------------------------------------
+  // The output estimators ('flipout', 'local'): the layer is linear in its weights.
+  const outputEstimator = OUTPUT_ESTIMATORS.includes(r.estimator);
+  const fwd = forward as unknown as (w: Record<string, tf.Tensor>, x: tf.Tensor) => tf.Tensor;
+  const mapW = (
+    w: Readonly<Record<string, tf.Tensor | undefined>>,
+    f: (t: tf.Tensor, k: string) => tf.Tensor,
+  ): Record<string, tf.Tensor> =>
+    Object.fromEntries(
+      Object.entries(w)
+        .filter((e): e is [string, tf.Tensor] => e[1] !== undefined)
+        .map(([k, t]) => [k, f(t, k)]),
+    );
+  /** `x`'s shape with the axes between the first (examples) and the last (channels) as 1. */
+  const signShape = (shape: readonly number[]): number[] =>
+    shape.map((d, i) => (i === 0 || i === shape.length - 1 ? d : 1));
+  /**
+   * The estimator's own noise of `shape` for samples `first ..` (`S` of them with a leading
+   * sample axis, or one without): `ctx.noise` at `<path>.<what>` where it answers, else drawn
+   * from `foldIn(keys[s], data)`; `signs`: Rademacher (a substituted noise gives its signs).
+   */
+  const estimatorNoise = (
+    keys: readonly Key[] | undefined,
+    S: number | undefined,
+    data: number,
+    shape: number[],
+    signs: boolean,
+    at: string,
+    noise: NoiseFn | undefined,
+    first: number,
+  ): tf.Tensor => {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const n = S ?? 1;
+    const given = noise ? Array.from({ length: n }, (_, s) => noise(at, shape, first + s)) : [];
+    let all: tf.Tensor;
+    if (given.every((g) => g === undefined)) {
+      const buf = new Float32Array(n * count);
+      for (let s = 0; s < n; s++) {
+        const k = keys?.[s];
+        if (k === undefined) throw new MissingKeyError(at, `drawing the '${r.estimator}' noise`);
+        const kk = foldIn(k, data);
+        buf.set(signs ? rademacherArray(kk, count) : normalArray(kk, count), s * count);
+      }
+      all = tf.tensor(buf, [n, ...shape], 'float32');
+    } else {
+      all = tf.stack(
+        given.map((g, s) => {
+          if (g === undefined) {
+            const k = keys?.[s];
+            if (k === undefined)
+              throw new MissingKeyError(at, `drawing the '${r.estimator}' noise`);
+            const kk = foldIn(k, data);
+            return tf.tensor(signs ? rademacherArray(kk, count) : normalArray(kk, count), shape);
+          }
+          const e = checkedNoise(g, `${at} (sample ${first + s})`, shape);
+          return signs ? tf.sub(tf.mul(tf.cast(tf.greaterEqual(e, 0), 'float32'), 2), 1) : e;
+        }),
+      );
+    }
+    return S === undefined ? tf.reshape(all, shape) : all;
+  };
+  const sigma2 = (p: P): Record<string, tf.Tensor> =>
+    mapW(mean(p) as unknown as Record<string, tf.Tensor>, (_, k) =>
+      tf.square(tf.softplus(post(p, k).rho)),
+    );
+  /** Broadcast a non-batched output over the sample axis. */
+  const withSampleAxis = (m: { out: tf.Tensor; batched: boolean }): tf.Tensor =>
+    m.batched ? m.out : tf.expandDims(m.out, 0);
+
+  /** One sample's output under an output estimator (`weights`: the sample drawn for the KL). */
+  const applyOutputEstimator = (
+    p: P,
+    weights: W,
+    x: tf.Tensor,
+    ctx: ApplyCtx | undefined,
+  ): tf.Tensor => {
+    const path = ctxPath(ctx, name);
+    const keys = ctx?.key === undefined ? undefined : [ctx.key];
+    const first = ctx?.sample ?? 0;
+    const mu = mean(p) as unknown as Record<string, tf.Tensor>;
+    const m = fwd(mu, x);
+    if (r.estimator === 'flipout') {
+      const w = weights as unknown as Record<string, tf.Tensor>;
+      const delta = mapW(w, (t, k) => tf.sub(t, mu[k] as tf.Tensor));
+      const sIn = estimatorNoise(
+        keys,
+        undefined,
+        FLIPOUT_IN,
+        signShape(x.shape),
+        true,
+        `${path}.flipoutIn`,
+        ctx?.noise,
+        first,
+      );
+      const y = fwd(delta, tf.mul(x, sIn));
+      const sOut = estimatorNoise(
+        keys,
+        undefined,
+        FLIPOUT_OUT,
+        signShape(y.shape),
+        true,
+        `${path}.flipoutOut`,
+        ctx?.noise,
+        first,
+      );
+      return tf.add(m, tf.mul(y, sOut));
+    }
+    const v = fwd(sigma2(p), tf.square(x));
+    const e = estimatorNoise(
+      keys,
+      undefined,
+      LOCAL_OUT,
+      v.shape,
+      false,
+      `${path}.localOut`,
+      ctx?.noise,
+      first,
+    );
+    return tf.add(m, tf.mul(tf.sqrt(tf.maximum(v, 1e-30)), e));
+  };
+
+  /** The batched pass under an output estimator. */
+  const batchedOutputEstimator = (
+    p: P,
+    weights: W,
+    x: tf.Tensor,
+    ctx: BatchCtx,
+    sctx: SampledCtx,
+  ): tf.Tensor => {
+    const S = ctx.numSamples;
+    const path = sctx.path;
+    const first = ctx.firstSample ?? 0;
+    const mu = mean(p);
+    const meanPass = (w: Record<string, tf.Tensor>, xs: tf.Tensor) =>
+      spec.forwardMean
+        ? (spec.forwardMean(w as unknown as W, xs as unknown as In, sctx) as unknown as {
+            out: tf.Tensor;
+            batched: boolean;
+          })
+        : { out: fwd(w, xs), batched: ctx.batched };
+    const m = withSampleAxis(meanPass(mu as unknown as Record<string, tf.Tensor>, x));
+    const exShape = ctx.batched ? x.shape.slice(1) : x.shape;
+    if (r.estimator === 'flipout') {
+      const mw = mu as unknown as Record<string, tf.Tensor>;
+      const delta = mapW(weights as unknown as Record<string, tf.Tensor>, (t, k) =>
+        tf.sub(t, mw[k] as tf.Tensor),
+      );
+      const sIn = estimatorNoise(
+        ctx.keys,
+        S,
+        FLIPOUT_IN,
+        signShape(exShape),
+        true,
+        `${path}.flipoutIn`,
+        ctx.noise,
+        first,
+      );
+      const xs = tf.mul(ctx.batched ? x : tf.expandDims(x, 0), sIn);
+      const bctx: SampledCtx = { ...sctx, batched: true };
+      const y = (spec.forwardSampled
+        ? spec.forwardSampled(delta as unknown as W, xs as unknown as In, bctx)
+        : perSample(delta, xs, true, (w, xi) =>
+            fwd(w as Record<string, tf.Tensor>, xi),
+          )) as unknown as tf.Tensor;
+      const sOut = estimatorNoise(
+        ctx.keys,
+        S,
+        FLIPOUT_OUT,
+        signShape(y.shape.slice(1)),
+        true,
+        `${path}.flipoutOut`,
+        ctx.noise,
+        first,
+      );
+      return tf.add(m, tf.mul(y, sOut));
+    }
+    const v = withSampleAxis(meanPass(sigma2(p), tf.square(x)));
+    const e = estimatorNoise(
+      ctx.keys,
+      S,
+      LOCAL_OUT,
+      v.shape.slice(1),
+      false,
+      `${path}.localOut`,
+      ctx.noise,
+      first,
+    );
+    return tf.add(m, tf.mul(tf.sqrt(tf.maximum(v, 1e-30)), e));
+  };
+
   const applyBatched: BatchRule<P, In, Out> = (params, x, ctx) =>
     tidy(() => {
       const path = ctxPath(ctx, name);
@@ -932,6 +1274,10 @@ export function bayesianLayer<
         return { out: activated(m.out), kl: zeroKl(ctx.numSamples), batched: m.batched };
       }
       const { weights, kl } = sampleBatched(p, ctx, path);
+      if (outputEstimator) {
+        const y = batchedOutputEstimator(p, weights, x as unknown as tf.Tensor, ctx, sctx);
+        return { out: activated(y as unknown as Out), kl, batched: true };
+      }
       const out = spec.forwardSampled
         ? spec.forwardSampled(weights, x, { ...sctx, activation })
         : activated(
@@ -974,6 +1320,11 @@ export function bayesianLayer<
       tidy(() => {
         checkInput?.(x, ctxPath(ctx, name), false);
         const { weights, kl } = draw(params, ctx);
+        if (outputEstimator && resolveMode(ctx, r.freeze) === 'sample') {
+          const p = checked(params, ctxPath(ctx, name));
+          const y = applyOutputEstimator(p, weights, x as unknown as tf.Tensor, ctx);
+          return { out: y as unknown as Out, kl };
+        }
         return { out: forward(weights, x), kl };
       }),
     applyBatched,

@@ -344,6 +344,8 @@ function makeBayesianConv<R extends ConvRank>(
         return weights.bias ? tf.add(y, weights.bias) : y;
       }),
     forwardSampled: (w, x, ctx) => sampledConv(x, w.kernel, w.bias, g, ctx.batched),
+    // linear in (kernel, bias), examples first and channels last: flipout and local apply
+    linearInWeights: true,
   });
 }
 

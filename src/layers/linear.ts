@@ -125,6 +125,8 @@ export function bayesianLinear(options: BayesianLinearOptions): BayesianLinearLa
     // x [S, M, in] (or shared [M, in]) through the S sampled kernels in one batched matmul, with
     // the bias and a following relu fused in
     fusesActivation: true,
+    // linear in (kernel, bias), features last: flipout and local apply
+    linearInWeights: true,
     forwardSampled: (w, x, ctx) =>
       tidy(() => {
         const S = ctx.numSamples;
