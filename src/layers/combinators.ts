@@ -44,6 +44,21 @@ function isLayer(x: unknown): x is AnyLayer {
 }
 
 /** Names children: the record's keys, or the layers' names made unique with `_1`, `_2`, ... */
+/**
+ * The children of a combinator (its keys and layers, in order), for tree walks such as
+ * `toBayesian`: under this symbol on `serial` and `parallel` layers.
+ * @internal
+ */
+export const CHILDREN = Symbol.for('blitz-ts.combinatorChildren');
+
+function withChildren<T extends object>(layer: T, children: Children): T {
+  Object.defineProperty(layer, CHILDREN, {
+    value: Object.freeze([...children]),
+    enumerable: false,
+  });
+  return layer;
+}
+
 function nameChildren(what: string, layers: readonly AnyLayer[] | LayerRecord): Children {
   const entries: [string, unknown][] = Array.isArray(layers)
     ? (layers as unknown[]).map((l, i) => [isLayer(l) ? l.name : `#${i}`, l])
@@ -236,7 +251,7 @@ export function serial(
       );
     },
   };
-  return Object.freeze(layer);
+  return Object.freeze(withChildren(layer, children));
 }
 
 /**
@@ -365,7 +380,7 @@ export function parallel(
       );
     },
   };
-  return Object.freeze(layer);
+  return Object.freeze(withChildren(layer, children));
 }
 
 /**

@@ -29,7 +29,13 @@ export {
   type SampledCtx,
   type SampleCtx,
   type KlSelection,
+  type Estimator,
+  ESTIMATORS,
+  FLIPOUT_IN,
+  FLIPOUT_OUT,
+  LOCAL_OUT,
 } from './bayesian';
+export { moped, mopedParams, toBayesian, type MopedOptions } from './moped';
 export {
   deterministicLayer,
   EMPTY as emptyParams,
