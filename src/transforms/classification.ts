@@ -145,10 +145,61 @@ export function expectedCalibrationError(
   labels: Labels,
   options: CalibrationOptions = {},
 ): number {
+  return reliabilityBins('expectedCalibrationError', probs, labels, options).ece;
+}
+
+/** One confidence bin of `reliabilityDiagram`. */
+export interface ReliabilityBin {
+  /** The bin is `(lower, upper]` (the first one includes 0). */
+  readonly lower: number;
+  readonly upper: number;
+  /** Rows whose confidence (largest probability) falls in it. */
+  readonly count: number;
+  /** Their mean confidence (NaN for an empty bin). */
+  readonly confidence: number;
+  /** The share of them predicted right (NaN for an empty bin). */
+  readonly accuracy: number;
+}
+
+/** What `reliabilityDiagram` returns: the table of a reliability diagram, and its ECE. */
+export interface ReliabilityDiagram {
+  readonly bins: readonly ReliabilityBin[];
+  /** `sum_m (count_m / n) |accuracy_m - confidence_m|`: `expectedCalibrationError`'s value. */
+  readonly ece: number;
+  /** `max_m |accuracy_m - confidence_m|` over the non-empty bins (the maximum calibration error). */
+  readonly mce: number;
+}
+
+/**
+ * `reliabilityDiagram(probs, labels, { bins = 15 }) -> { bins, ece, mce }`: the table behind a
+ * reliability diagram (DeGroot and Fienberg 1983; Guo et al. 2017): for each of `bins`
+ * equal-width confidence bins, the count, mean confidence and accuracy of the rows in it, with
+ * the expected and the maximum calibration error. In float64.
+ *
+ * @example
+ * ```ts
+ * const { bins, ece } = reliabilityDiagram(probs, yTest, { bins: 10 });
+ * console.table(bins);
+ * ```
+ */
+export function reliabilityDiagram(
+  probs: tf.Tensor,
+  labels: Labels,
+  options: CalibrationOptions = {},
+): ReliabilityDiagram {
+  return reliabilityBins('reliabilityDiagram', probs, labels, options);
+}
+
+function reliabilityBins(
+  what: string,
+  probs: tf.Tensor,
+  labels: Labels,
+  options: CalibrationOptions,
+): ReliabilityDiagram {
   const M = options?.bins ?? 15;
-  validate('expectedCalibrationError', [positiveInt('bins', M)]);
-  const { p, y, B, C } = read('expectedCalibrationError', probs, labels);
-  if (B === 0) throw new RangeError('expectedCalibrationError: probs has no rows.');
+  validate(what, [positiveInt('bins', M)]);
+  const { p, y, B, C } = read(what, probs, labels);
+  if (B === 0) throw new RangeError(`${what}: probs has no rows.`);
   const { cls, conf } = argmaxRows(p, B, C);
   const count = new Float64Array(M);
   const correct = new Float64Array(M);
@@ -165,11 +216,95 @@ export function expectedCalibrationError(
     if (cls[i] === y[i]) correct[m] = (correct[m] as number) + 1;
   }
   let ece = 0;
+  let mce = 0;
+  const bins: ReliabilityBin[] = [];
   for (let m = 0; m < M; m++) {
     const n = count[m] as number;
-    if (n > 0) ece += (n / B) * Math.abs((correct[m] as number) / n - (confSum[m] as number) / n);
+    const acc = n > 0 ? (correct[m] as number) / n : NaN;
+    const cf = n > 0 ? (confSum[m] as number) / n : NaN;
+    if (n > 0) {
+      ece += (n / B) * Math.abs(acc - cf);
+      mce = Math.max(mce, Math.abs(acc - cf));
+    }
+    bins.push({ lower: m / M, upper: (m + 1) / M, count: n, confidence: cf, accuracy: acc });
   }
-  return ece;
+  return { bins, ece, mce };
+}
+
+/**
+ * `brierScore(probs, labels) -> number`: the multi-class Brier score (Brier 1950)
+ * `(1/n) sum_i sum_c (p_ic - [y_i = c])^2`, in [0, 2]; 0 is perfect. In float64.
+ *
+ * @example
+ * ```ts
+ * brierScore(tf.tensor2d([[0.8, 0.2]]), [0]); // 0.2^2 + 0.2^2 = 0.08
+ * ```
+ */
+export function brierScore(probs: tf.Tensor, labels: Labels): number {
+  const { p, y, B, C } = read('brierScore', probs, labels);
+  if (B === 0) throw new RangeError('brierScore: probs has no rows.');
+  let total = 0;
+  for (let i = 0; i < B; i++) {
+    for (let c = 0; c < C; c++) {
+      const d = (p[i * C + c] as number) - (c === y[i] ? 1 : 0);
+      total += d * d;
+    }
+  }
+  return total / B;
+}
+
+function checkSampleProbs(what: string, sampleProbs: tf.Tensor): void {
+  if (!(sampleProbs instanceof tf.Tensor) || sampleProbs.rank !== 3) {
+    throw new ShapeError(
+      what,
+      `sampleProbs must be a tensor of shape [samples, batch, classes] (predictiveProbs' sampleProbs), got ${sampleProbs instanceof tf.Tensor ? fmtShape(sampleProbs.shape) : String(sampleProbs)}.`,
+    );
+  }
+}
+
+/** `-sum_c p log p` over the last axis (`0 log 0 = 0`). */
+function entropyLast(p: tf.Tensor): tf.Tensor {
+  const positive = tf.greater(p, 0);
+  const safe = tf.where(positive, p, tf.onesLike(p));
+  const plogp = tf.where(positive, tf.mul(p, tf.log(safe)), tf.zerosLike(p));
+  return tf.neg(tf.sum(plogp, -1));
+}
+
+/**
+ * `expectedEntropy(sampleProbs) -> [B]`: the mean over the posterior samples of each sample's
+ * predictive entropy, `(1/S) sum_s H(p_s)` (nats), from `sampleProbs [S, B, C]`: the aleatoric
+ * part of the predictive entropy. A fresh tensor.
+ *
+ * @example
+ * ```ts
+ * const { sampleProbs } = predictiveProbs(model, params, x, { key, numSamples: 50 });
+ * const aleatoric = expectedEntropy(sampleProbs);
+ * ```
+ */
+export function expectedEntropy(sampleProbs: tf.Tensor): tf.Tensor1D {
+  checkSampleProbs('expectedEntropy', sampleProbs);
+  return tidy(() => tf.mean(entropyLast(sampleProbs), 0) as tf.Tensor1D);
+}
+
+/**
+ * `mutualInformation(sampleProbs) -> [B]`: the mutual information between the prediction and the
+ * weights, `H(mean_s p_s) - mean_s H(p_s)` (nats, >= 0; BALD, Houlsby et al. 2011), from
+ * `sampleProbs [S, B, C]`: the epistemic part of the predictive entropy (`predictiveEntropy` of
+ * the mean = `expectedEntropy` + this). A fresh tensor; rounding below 0 is clamped to 0.
+ *
+ * @example
+ * ```ts
+ * const epistemic = mutualInformation(sampleProbs);
+ * ```
+ */
+export function mutualInformation(sampleProbs: tf.Tensor): tf.Tensor1D {
+  checkSampleProbs('mutualInformation', sampleProbs);
+  return tidy(
+    () =>
+      tf.relu(
+        tf.sub(entropyLast(tf.mean(sampleProbs, 0)), tf.mean(entropyLast(sampleProbs), 0)),
+      ) as tf.Tensor1D,
+  );
 }
 
 /**

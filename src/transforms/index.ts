@@ -24,7 +24,16 @@ export {
   type ElboParts,
   type Predictive,
 } from './elbo';
-export { rmse, totalStd, gaussianPredictiveNll, coverage, type Coverage } from './metrics';
+export {
+  rmse,
+  totalStd,
+  gaussianPredictiveNll,
+  coverage,
+  calibrationCurve,
+  normalQuantile,
+  type Coverage,
+  type CalibrationPoint,
+} from './metrics';
 export {
   trainStep,
   fit,
@@ -40,10 +49,16 @@ export {
   accuracy,
   categoricalNll,
   expectedCalibrationError,
+  reliabilityDiagram,
+  brierScore,
+  expectedEntropy,
+  mutualInformation,
   predictiveEntropy,
   predictiveProbs,
   type Labels,
   type CalibrationOptions,
+  type ReliabilityBin,
+  type ReliabilityDiagram,
   type PredictiveProbsOptions,
   type PredictiveProbs,
 } from './classification';
